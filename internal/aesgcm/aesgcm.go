@@ -1,0 +1,357 @@
+package aesgcm
+
+import (
+	"crypto/subtle"
+	"errors"
+	"strconv"
+
+	"github.com/sealring/sealring/internal/cpu"
+)
+
+const (
+	// BlockSize is the AES block size in bytes.
+	BlockSize = 16
+	// NonceSize is the only nonce size AEAD accepts.
+	NonceSize = 12
+	// TagSize is the size of the authentication tag AEAD appends.
+	TagSize = 16
+
+	// maxPlaintext is the largest message GCM can process with a 96-bit
+	// nonce: 2^32-2 blocks (the 32-bit counter must not wrap into J0).
+	maxPlaintext = (1<<32 - 2) * BlockSize
+
+	// maxImplemented is the fastest cpu.Path this package implements.
+	// Adding a path means raising this and adding a case to every
+	// switch on a.path / b.path below.
+	maxImplemented = cpu.AESNI
+)
+
+var (
+	// ErrKeySize is returned by Init for keys that are neither 16 nor 32
+	// bytes long.
+	ErrKeySize = errors.New("aesgcm: invalid key size (want 16 or 32 bytes)")
+	// ErrOpen is returned by AEAD.Open when authentication fails.
+	ErrOpen = errors.New("aesgcm: message authentication failed")
+)
+
+// pathError is returned by Init for paths this build or machine cannot run.
+type pathError struct {
+	p           cpu.Path
+	implemented bool
+}
+
+func (e *pathError) Error() string {
+	if !e.implemented {
+		return "aesgcm: path " + e.p.String() + " is not implemented yet"
+	}
+	return "aesgcm: path " + e.p.String() + " is not supported by this CPU or build"
+}
+
+// pathErrors holds prebuilt errors so that a failing Init does not
+// allocate either: [implemented][path].
+var pathErrors = func() (e [2][256]error) {
+	for p := 0; p < 256; p++ {
+		e[0][p] = &pathError{p: cpu.Path(p), implemented: false}
+		e[1][p] = &pathError{p: cpu.Path(p), implemented: true}
+	}
+	return
+}()
+
+// checkPath reports whether p can be used here.
+func checkPath(p cpu.Path) error {
+	if p > maxImplemented {
+		return pathErrors[0][p]
+	}
+	if !cpu.Supported(p) {
+		return pathErrors[1][p]
+	}
+	return nil
+}
+
+// Block is an expanded AES-128 or AES-256 encryption key.
+//
+// A Block is a fixed-size value without pointers: it can be embedded in
+// other structs or arrays and initialised in place with Init, which does
+// not allocate. The zero Block is not usable; call Init first.
+// A Block must not be copied while another goroutine calls Init or Wipe on
+// it; once initialised, Encrypt and EncryptBlocks may be called
+// concurrently.
+type Block struct {
+	// rk is the encryption key schedule, (nr+1) round keys of 16 bytes.
+	// For cpu.Generic the words hold the big-endian interpretation of
+	// each 4-byte column (as the table implementation wants them); for
+	// the assembly paths they hold the raw bytes in memory order.
+	rk [60]uint32
+	// nr is the number of rounds: 10 or 14; 0 means not initialised.
+	nr   uint8
+	path cpu.Path
+}
+
+// Init expands key (16 bytes for AES-128, 32 for AES-256) for path p,
+// overwriting whatever b held. It does not allocate. On error b is wiped.
+func (b *Block) Init(p cpu.Path, key []byte) error {
+	if err := checkPath(p); err != nil {
+		b.Wipe()
+		return err
+	}
+	nr := 0
+	switch len(key) {
+	case 16:
+		nr = 10
+	case 32:
+		nr = 14
+	default:
+		b.Wipe()
+		return ErrKeySize
+	}
+	switch p {
+	case cpu.Generic:
+		expandKeyGeneric(&b.rk, key)
+	case cpu.AESNI:
+		expandKeyAESNI(nr, &key[0], &b.rk)
+	}
+	b.nr = uint8(nr)
+	b.path = p
+	return nil
+}
+
+// Path returns the implementation b was initialised for.
+func (b *Block) Path() cpu.Path { return b.path }
+
+// BlockSize returns 16, so that *Block satisfies the encrypting half of
+// crypto/cipher.Block.
+func (b *Block) BlockSize() int { return BlockSize }
+
+// Wipe zeroes the key material; b must be initialised again before use.
+func (b *Block) Wipe() {
+	clear(b.rk[:])
+	b.nr = 0
+	b.path = cpu.Generic
+}
+
+func (b *Block) mustInit() {
+	if b.nr == 0 {
+		panic("aesgcm: Block used before Init")
+	}
+}
+
+// Encrypt encrypts the first 16 bytes of src into the first 16 bytes of
+// dst. dst and src may overlap entirely. It panics if either is shorter
+// than 16 bytes or if they overlap inexactly, as crypto/cipher.Block does.
+func (b *Block) Encrypt(dst, src []byte) {
+	b.mustInit()
+	if len(src) < BlockSize {
+		panic("aesgcm: input not full block")
+	}
+	if len(dst) < BlockSize {
+		panic("aesgcm: output not full block")
+	}
+	if inexactOverlap(dst[:BlockSize], src[:BlockSize]) {
+		panic("aesgcm: invalid buffer overlap")
+	}
+	switch b.path {
+	case cpu.Generic:
+		encryptBlockGeneric(&b.rk, int(b.nr), dst, src)
+	case cpu.AESNI:
+		encryptBlocksAESNI(int(b.nr), &b.rk, &dst[0], &src[0], 1)
+	}
+}
+
+// EncryptBlocks encrypts len(src) bytes of src into dst in ECB mode: each
+// 16-byte block independently. The assembly paths process up to eight
+// blocks in parallel, so encrypting several independent blocks (for
+// example the lanes of parallel CMAC computations) with one call is much
+// faster than calling Encrypt for each. len(src) must be a multiple of 16
+// and dst at least as long; dst and src may overlap only exactly.
+func (b *Block) EncryptBlocks(dst, src []byte) {
+	b.mustInit()
+	if len(src)%BlockSize != 0 {
+		panic("aesgcm: input not a multiple of the block size")
+	}
+	if len(dst) < len(src) {
+		panic("aesgcm: output smaller than input")
+	}
+	if len(src) == 0 {
+		return
+	}
+	if inexactOverlap(dst[:len(src)], src) {
+		panic("aesgcm: invalid buffer overlap")
+	}
+	switch b.path {
+	case cpu.Generic:
+		for i := 0; i < len(src); i += BlockSize {
+			encryptBlockGeneric(&b.rk, int(b.nr), dst[i:], src[i:])
+		}
+	case cpu.AESNI:
+		encryptBlocksAESNI(int(b.nr), &b.rk, &dst[0], &src[0], len(src)/BlockSize)
+	}
+}
+
+// AEAD is AES-GCM with a 12-byte nonce and a 16-byte tag. *AEAD
+// implements crypto/cipher.AEAD.
+//
+// An AEAD is a fixed-size value without pointers, so a cache can hold an
+// array of them and re-key an entry in place with Init, which does not
+// allocate. After Init, Seal and Open may be called concurrently from any
+// number of goroutines: they never modify the AEAD. Init and Wipe must
+// not run concurrently with other uses of the same AEAD.
+type AEAD struct {
+	blk Block
+	// htab holds the GHASH key in the form the path's GHASH wants:
+	//   AESNI:   for i = 8..1, H^i (bit-reflected, premultiplied by x) and
+	//            its Karatsuba half (hi^lo in both lanes), 32 bytes each;
+	//            H^8 at offset 0, H^1 at offset 224.
+	//   Generic: the 16-entry 4-bit multiplication table, (lo, hi) pairs.
+	htab [32]uint64
+}
+
+// Init derives the AES key schedule and the GHASH key from key (16 or 32
+// bytes) for path p, overwriting any previous key. It does not allocate.
+// On error a is wiped.
+func (a *AEAD) Init(p cpu.Path, key []byte) error {
+	if err := checkPath(p); err != nil {
+		a.Wipe()
+		return err
+	}
+	nr := 0
+	switch len(key) {
+	case 16:
+		nr = 10
+	case 32:
+		nr = 14
+	default:
+		a.Wipe()
+		return ErrKeySize
+	}
+	switch p {
+	case cpu.Generic:
+		expandKeyGeneric(&a.blk.rk, key)
+		initGHASHGeneric(&a.htab, &a.blk.rk, nr)
+	case cpu.AESNI:
+		initGCMAESNI(nr, &key[0], &a.blk.rk, &a.htab)
+	}
+	a.blk.nr = uint8(nr)
+	a.blk.path = p
+	return nil
+}
+
+// NonceSize returns 12.
+func (a *AEAD) NonceSize() int { return NonceSize }
+
+// Overhead returns 16, the tag size.
+func (a *AEAD) Overhead() int { return TagSize }
+
+// Path returns the implementation a was initialised for.
+func (a *AEAD) Path() cpu.Path { return a.blk.path }
+
+// Wipe zeroes the key material; a must be initialised again before use.
+func (a *AEAD) Wipe() {
+	a.blk.Wipe()
+	clear(a.htab[:])
+}
+
+// Seal encrypts and authenticates plaintext, authenticates additionalData
+// and appends the result to dst, returning the updated slice. It has the
+// semantics of crypto/cipher.AEAD.Seal: the nonce must be 12 bytes and
+// must never be reused with the same key; to reuse plaintext's storage
+// use plaintext[:0] as dst; otherwise dst must not overlap plaintext.
+// Seal does not allocate if dst has room for len(plaintext)+16 more bytes.
+func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
+	if a.blk.nr == 0 {
+		panic("aesgcm: AEAD used before Init")
+	}
+	if len(nonce) != NonceSize {
+		panic("crypto/cipher: incorrect nonce length given to GCM")
+	}
+	if uint64(len(plaintext)) > maxPlaintext {
+		panic("crypto/cipher: message too large for GCM")
+	}
+	ret, out := sliceForAppend(dst, len(plaintext)+TagSize)
+	if inexactOverlap(out, plaintext) {
+		panic("crypto/cipher: invalid buffer overlap of output and input")
+	}
+	if anyOverlap(out, additionalData) {
+		panic("crypto/cipher: invalid buffer overlap of output and additional data")
+	}
+	switch a.blk.path {
+	case cpu.Generic:
+		sealGeneric(a, out, nonce, plaintext, additionalData)
+	case cpu.AESNI:
+		sealAESNI(a, out, nonce, plaintext, additionalData)
+	}
+	return ret
+}
+
+// Open authenticates and decrypts ciphertext (which ends with the 16-byte
+// tag), authenticates additionalData and, on success, appends the
+// plaintext to dst, returning the updated slice. It has the semantics of
+// crypto/cipher.AEAD.Open; to reuse ciphertext's storage use
+// ciphertext[:0] as dst. On failure it returns ErrOpen and zeroes the
+// part of dst's capacity that would have held the plaintext. The tag is
+// compared in constant time. Open does not allocate if dst has room for
+// len(ciphertext)-16 more bytes.
+func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
+	if a.blk.nr == 0 {
+		panic("aesgcm: AEAD used before Init")
+	}
+	if len(nonce) != NonceSize {
+		panic("crypto/cipher: incorrect nonce length given to GCM")
+	}
+	if len(ciphertext) < TagSize {
+		return nil, ErrOpen
+	}
+	if uint64(len(ciphertext)) > maxPlaintext+TagSize {
+		return nil, ErrOpen
+	}
+	n := len(ciphertext) - TagSize
+	ret, out := sliceForAppend(dst, n)
+	if inexactOverlap(out, ciphertext) {
+		panic("crypto/cipher: invalid buffer overlap of output and input")
+	}
+	if anyOverlap(out, additionalData) {
+		panic("crypto/cipher: invalid buffer overlap of output and additional data")
+	}
+	var tag [TagSize]byte
+	switch a.blk.path {
+	case cpu.Generic:
+		openGeneric(a, out, nonce, ciphertext[:n], additionalData, &tag)
+	case cpu.AESNI:
+		openAESNI(a, out, nonce, ciphertext[:n], additionalData, &tag)
+	}
+	if subtle.ConstantTimeCompare(tag[:], ciphertext[n:]) != 1 {
+		clear(out)
+		return nil, ErrOpen
+	}
+	return ret, nil
+}
+
+// sliceForAppend takes a slice and a requested number of bytes. It returns
+// a slice with the contents of the given slice followed by that many
+// bytes and a second slice that aliases into it and contains only the
+// extra bytes. If the original slice has sufficient capacity then no
+// allocation is performed.
+func sliceForAppend(in []byte, n int) (head, tail []byte) {
+	if total := len(in) + n; cap(in) >= total {
+		head = in[:total]
+	} else {
+		head = make([]byte, total)
+		copy(head, in)
+	}
+	tail = head[len(in):]
+	return
+}
+
+// String describes a for debugging without revealing key material.
+func (a *AEAD) String() string {
+	return "aesgcm.AEAD{" + a.blk.path.String() + ", AES-" + strconv.Itoa(keyBits(int(a.blk.nr))) + "}"
+}
+
+func keyBits(nr int) int {
+	switch nr {
+	case 10:
+		return 128
+	case 14:
+		return 256
+	}
+	return 0
+}

@@ -1,0 +1,22 @@
+//go:build !amd64 || purego
+
+package aesgcm
+
+// Without amd64 assembly cpu.Supported(cpu.AESNI) is false, so Init never
+// selects this path and these stubs are unreachable.
+
+func expandKeyAESNI(nr int, key *byte, rk *[60]uint32) { panic("aesgcm: AESNI path unavailable") }
+
+func initGCMAESNI(nr int, key *byte, rk *[60]uint32, htab *[32]uint64) {
+	panic("aesgcm: AESNI path unavailable")
+}
+
+func encryptBlocksAESNI(nr int, rk *[60]uint32, dst, src *byte, nblocks int) {
+	panic("aesgcm: AESNI path unavailable")
+}
+
+func sealAESNI(a *AEAD, out, nonce, plaintext, aad []byte) { panic("aesgcm: AESNI path unavailable") }
+
+func openAESNI(a *AEAD, out, nonce, ciphertext, aad []byte, tag *[16]byte) {
+	panic("aesgcm: AESNI path unavailable")
+}

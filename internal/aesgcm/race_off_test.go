@@ -1,0 +1,5 @@
+//go:build !race
+
+package aesgcm
+
+const raceEnabled = false

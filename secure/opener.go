@@ -1,0 +1,202 @@
+package secure
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sealring/sealring/internal/cpu"
+)
+
+// DefaultEpochWindow is how many epochs behind the group's current epoch an
+// Opener accepts when OpenerConfig.EpochWindow is zero.
+const DefaultEpochWindow = 2
+
+// OpenerConfig configures an Opener.
+type OpenerConfig struct {
+	// Groups are the trust groups this receiver holds. The first is the
+	// default, used for packets that carry no group ID; a gateway holds
+	// several and tells them apart by the long-form option's group ID.
+	Groups []*Group
+	// CacheCapacity bounds the soft cache of derived data keys, in
+	// entries. 0 keeps no cache: every packet derives its key (the pure
+	// stateless mode).
+	CacheCapacity int
+	// EpochWindow is how many epochs behind the group's current epoch are
+	// still accepted; 0 means DefaultEpochWindow, a negative value accepts
+	// only the current epoch (and the one ahead). One epoch ahead is always
+	// accepted, since a sender may switch before this receiver learns of a
+	// bump.
+	EpochWindow int
+	// Crypto forces a crypto path by name ("" = the process default).
+	Crypto string
+}
+
+// Opener authenticates and decrypts packets for one or more trust groups.
+// It keeps no per-peer state: everything it needs comes from the packet's
+// header and the groups' root keys. It is safe for concurrent use.
+type Opener struct {
+	groups []*Group
+	window uint16
+	path   cpu.Path
+	cache  *keyCache
+	pool   sync.Pool // *derived, for the cache-less mode
+	misses atomic.Uint64
+}
+
+// Opened is the result of Open: slices of the packet, which was decrypted
+// in place.
+type Opened struct {
+	Header Header
+	// HeaderLen is the security header's length in bytes.
+	HeaderLen int
+	// Prefix is the authenticated cleartext before the header (IOffset words).
+	Prefix []byte
+	// Clear is the authenticated cleartext after the header (COffset words).
+	Clear []byte
+	// Payload is the decrypted payload.
+	Payload []byte
+}
+
+// NewOpener returns an Opener for cfg.Groups.
+func NewOpener(cfg OpenerConfig) (*Opener, error) {
+	if len(cfg.Groups) == 0 {
+		return nil, fmt.Errorf("%w: an opener needs at least one group", ErrConfig)
+	}
+	for i, g := range cfg.Groups {
+		if g == nil {
+			return nil, fmt.Errorf("%w: group %d is nil", ErrConfig, i)
+		}
+		for _, h := range cfg.Groups[:i] {
+			if h.hasID(g.id[:g.idLen]) {
+				return nil, fmt.Errorf("%w: two groups share ID %x", ErrConfig, g.id[:g.idLen])
+			}
+		}
+	}
+	if cfg.CacheCapacity < 0 {
+		return nil, fmt.Errorf("%w: negative cache capacity", ErrConfig)
+	}
+	p, err := pathFor(cfg.Crypto)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	w := cfg.EpochWindow
+	switch {
+	case w == 0:
+		w = DefaultEpochWindow
+	case w < 0:
+		w = 0
+	case w > 0xffff:
+		w = 0xffff
+	}
+	o := &Opener{
+		groups: append([]*Group(nil), cfg.Groups...),
+		window: uint16(w),
+		path:   p,
+		cache:  newKeyCache(cfg.CacheCapacity),
+	}
+	o.pool.New = func() any { return new(derived) }
+	return o, nil
+}
+
+// CacheStats reports the key cache's counters. Without a cache, Misses
+// counts derivations.
+func (o *Opener) CacheStats() CacheStats {
+	if o.cache == nil {
+		return CacheStats{Misses: o.misses.Load()}
+	}
+	return o.cache.stats()
+}
+
+// PurgeCache drops and wipes every cached data key.
+func (o *Opener) PurgeCache() { o.cache.purge() }
+
+func (o *Opener) group(h *Header) (*Group, error) {
+	if h.Option != OptionLong {
+		return o.groups[0], nil
+	}
+	id := h.GroupID[:h.GroupIDLen]
+	for _, g := range o.groups {
+		if g.hasID(id) {
+			return g, nil
+		}
+	}
+	return nil, ErrUnknownGroup
+}
+
+// Open authenticates and decrypts, in place, the packet whose security
+// header starts at pkt[hdrOff]. The IOffset words before the header are
+// authenticated (so hdrOff must be at least 4*IOffset); bytes before them
+// are not. pkt must end with the tag. On success Opened's slices point into
+// pkt; on failure the payload region is zeroed and the error wraps ErrAuth,
+// a header error, ErrUnknownGroup, ErrKeyIndex or ErrEpoch.
+func (o *Opener) Open(pkt []byte, hdrOff int) (Opened, error) {
+	var r Opened
+	if hdrOff < 0 || hdrOff > len(pkt) {
+		return r, errIOffset
+	}
+	hl, err := r.Header.parse(pkt[hdrOff:])
+	if err != nil {
+		return r, err
+	}
+	h := &r.Header
+	start := hdrOff - int(h.IOffset)*wordLen
+	if start < 0 {
+		return r, errIOffset
+	}
+	g, err := o.group(h)
+	if err != nil {
+		return r, err
+	}
+	snap := g.snap.Load()
+	if h.Epoch > snap.epoch+1 && snap.epoch != 0xffff || int(h.Epoch)+int(o.window) < int(snap.epoch) {
+		return r, ErrEpoch
+	}
+	idx := snap.current
+	if h.Option != OptionNone {
+		idx = h.KeyIndex
+	}
+	m := snap.byIndex[idx]
+	if m == nil {
+		return r, ErrKeyIndex
+	}
+	aadEnd := hdrOff + hl + int(h.COffset)*wordLen
+	ct := pkt[aadEnd:]
+	aad := pkt[start:aadEnd]
+	var d *derived
+	if o.cache != nil {
+		var sh *cacheShard
+		var excl bool
+		d, sh, excl, err = o.cache.acquire(cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}, m, o.path)
+		if err == nil {
+			err = openWith(d, h, ct, aad)
+		}
+		release(sh, excl)
+	} else {
+		o.misses.Add(1)
+		d = o.pool.Get().(*derived)
+		if err = m.derive(d, o.path, h.Mode, h.ID, h.Epoch); err == nil {
+			err = openWith(d, h, ct, aad)
+		}
+		d.aead.Wipe()
+		clear(d.ivMask[:])
+		o.pool.Put(d)
+	}
+	if err != nil {
+		return r, err
+	}
+	r.HeaderLen = hl
+	r.Prefix = pkt[start:hdrOff]
+	r.Clear = pkt[hdrOff+hl : aadEnd]
+	r.Payload = ct[:len(ct)-TagSize]
+	return r, nil
+}
+
+func openWith(d *derived, h *Header, ct, aad []byte) error {
+	var n [nonceSize]byte
+	nonce(&n, &d.ivMask, h.ID, h.Epoch, h.Counter)
+	if _, err := d.aead.Open(ct[:0], n[:], ct, aad); err != nil {
+		return ErrAuth
+	}
+	return nil
+}
