@@ -69,6 +69,7 @@ var (
 	errOptIndex      = newFieldError(ErrOption, "root-key index has reserved bits set")
 	errCOffset       = newFieldError(ErrOffset, "COffset points past the ciphertext")
 	errIOffset       = newFieldError(ErrOffset, "IOffset points before the start of the packet")
+	errShortDst      = newFieldError(ErrTruncated, "destination shorter than the payload")
 	errDeviceIDRange = newFieldError(ErrField, "sender ID does not fit in 4 bytes (ModeDevice)")
 	errCounterRange  = newFieldError(ErrField, "counter does not fit in 48 bits")
 	errIOffsetRange  = newFieldError(ErrField, "IOffset over 15 words")

@@ -131,6 +131,23 @@ func (o *Opener) group(h *Header) (*Group, error) {
 // pkt; on failure the payload region is zeroed and the error wraps ErrAuth,
 // a header error, ErrUnknownGroup, ErrKeyIndex or ErrEpoch.
 func (o *Opener) Open(pkt []byte, hdrOff int) (Opened, error) {
+	return o.open(pkt, hdrOff, nil)
+}
+
+// OpenTo is Open, except that the payload is decrypted into dst, which
+// must be at least as long as the payload and must not overlap pkt, and
+// pkt is left unchanged. It saves a copy when the payload's destination is
+// known, such as a receive buffer posted by the application. Opened.Payload
+// is dst[:payload length]. A dst that is too short fails with ErrTruncated
+// before any work is done.
+func (o *Opener) OpenTo(dst, pkt []byte, hdrOff int) (Opened, error) {
+	if dst == nil {
+		dst = []byte{}
+	}
+	return o.open(pkt, hdrOff, dst)
+}
+
+func (o *Opener) open(pkt []byte, hdrOff int, dst []byte) (Opened, error) {
 	var r Opened
 	if hdrOff < 0 || hdrOff > len(pkt) {
 		return r, errIOffset
@@ -163,20 +180,27 @@ func (o *Opener) Open(pkt []byte, hdrOff int) (Opened, error) {
 	aadEnd := hdrOff + hl + int(h.COffset)*wordLen
 	ct := pkt[aadEnd:]
 	aad := pkt[start:aadEnd]
+	out := ct
+	if dst != nil {
+		if len(dst) < len(ct)-TagSize {
+			return r, errShortDst
+		}
+		out = dst
+	}
 	var d *derived
 	if o.cache != nil {
 		var sh *cacheShard
 		var excl bool
 		d, sh, excl, err = o.cache.acquire(cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}, m, o.path)
 		if err == nil {
-			err = openWith(d, h, ct, aad)
+			err = openWith(d, h, out, ct, aad)
 		}
 		release(sh, excl)
 	} else {
 		o.misses.Add(1)
 		d = o.pool.Get().(*derived)
 		if err = m.derive(d, o.path, h.Mode, h.ID, h.Epoch); err == nil {
-			err = openWith(d, h, ct, aad)
+			err = openWith(d, h, out, ct, aad)
 		}
 		d.aead.Wipe()
 		clear(d.ivMask[:])
@@ -188,14 +212,14 @@ func (o *Opener) Open(pkt []byte, hdrOff int) (Opened, error) {
 	r.HeaderLen = hl
 	r.Prefix = pkt[start:hdrOff]
 	r.Clear = pkt[hdrOff+hl : aadEnd]
-	r.Payload = ct[:len(ct)-TagSize]
+	r.Payload = out[:len(ct)-TagSize]
 	return r, nil
 }
 
-func openWith(d *derived, h *Header, ct, aad []byte) error {
+func openWith(d *derived, h *Header, out, ct, aad []byte) error {
 	var n [nonceSize]byte
 	nonce(&n, &d.ivMask, h.ID, h.Epoch, h.Counter)
-	if _, err := d.aead.Open(ct[:0], n[:], ct, aad); err != nil {
+	if _, err := d.aead.Open(out[:0], n[:], ct, aad); err != nil {
 		return ErrAuth
 	}
 	return nil

@@ -478,3 +478,39 @@ func TestRedaction(t *testing.T) {
 		t.Fatalf("group leaks keys: %s", s)
 	}
 }
+
+func TestOpenTo(t *testing.T) {
+	for _, p := range testPaths() {
+		g := newTestGroup(t, 1, p)
+		s := newTestSealer(t, g, SealerConfig{ID: 77, Crypto: p.String()})
+		for _, cache := range []int{0, 8} {
+			o := newTestOpener(t, OpenerConfig{Groups: []*Group{g}, CacheCapacity: cache, Crypto: p.String()})
+			for _, n := range []int{0, 1, 100, 1400, 8193} {
+				msg := pattern(n, 4)
+				pkt, _ := s.Seal(packet(s, pattern(4, 1), pattern(4, 2), msg), 4, 4)
+				orig := bytes.Clone(pkt)
+				dst := make([]byte, n+10)
+				r, err := o.OpenTo(dst, pkt, 4)
+				if err != nil || !bytes.Equal(r.Payload, msg) || &r.Payload[:1][0] != &dst[0] {
+					t.Fatalf("%v OpenTo %d: %v", p, n, err)
+				}
+				if !bytes.Equal(pkt, orig) {
+					t.Fatal("OpenTo modified the packet")
+				}
+				if n > 0 {
+					if _, err := o.OpenTo(dst[:n-1], pkt, 4); !errors.Is(err, ErrTruncated) {
+						t.Fatalf("short dst: %v", err)
+					}
+				}
+				bad := bytes.Clone(pkt)
+				bad[len(bad)-1] ^= 1
+				if _, err := o.OpenTo(dst, bad, 4); !errors.Is(err, ErrAuth) {
+					t.Fatalf("tampered: %v", err)
+				}
+				if n > 0 && !bytes.Equal(dst[:n], make([]byte, n)) {
+					t.Fatal("dst not zeroed after a failed open")
+				}
+			}
+		}
+	}
+}
