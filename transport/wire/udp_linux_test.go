@@ -1,0 +1,159 @@
+//go:build linux
+
+package wire_test
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealring/sealring/internal/wiretest"
+	"github.com/sealring/sealring/transport/wire"
+)
+
+// TestUDPFeatures asserts that this Linux kernel gives us sendmmsg/recvmmsg,
+// GSO and GRO, that they are really used (coalesced sends and receives are
+// counted), and that the Disable switches turn them off.
+func TestUDPFeatures(t *testing.T) {
+	for _, fam := range families {
+		t.Run(fam.network, func(t *testing.T) {
+			if fam.network == "udp6" && !ipv6Loopback() {
+				t.Skip("::1 is not available here")
+			}
+			tx := listen(t, fam.network, fam.addr, wire.UDPConfig{})
+			rx := listen(t, fam.network, fam.addr, wire.UDPConfig{})
+			f := tx.Features()
+			t.Logf("features: %+v", f)
+			if !f.MMsg || !f.GSO || !f.GRO {
+				t.Fatalf("features %+v: want MMsg, GSO and GRO on this kernel", f)
+			}
+			if f.RecvBuffer < wire.DefaultSocketBuffer || f.SendBuffer < wire.DefaultSocketBuffer {
+				t.Logf("socket buffers below %d (no CAP_NET_ADMIN?): %+v", wire.DefaultSocketBuffer, f)
+			}
+			r := wiretest.StartReader(t, rx, rx.BatchSize())
+			msgs := wiretest.Msgs(rx.LocalAddr(), 0, wiretest.Repeat(1400, 128)...)
+			if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
+				t.Fatalf("WriteBatch = %d, %v", n, err)
+			}
+			got := r.Wait(t, len(msgs))
+			for i := range got {
+				if !bytes.Equal(got[i].Buf, msgs[i].Buf) {
+					t.Fatalf("datagram %d differs", i)
+				}
+			}
+			ts, rs := tx.Stats(), rx.Stats()
+			t.Logf("sender %+v receiver %+v", ts, rs)
+			// 128 x 1400 bytes: 46 segments fit 65507 bytes, so three GSO
+			// messages in one sendmmsg.
+			if ts.GSOSends != 3 || ts.SendSyscalls != 1 {
+				t.Errorf("sender stats %+v: want 3 GSO sends in 1 syscall", ts)
+			}
+			if rs.GROReceives == 0 || rs.RecvSyscalls >= 128 {
+				t.Errorf("receiver stats %+v: want coalesced (GRO) receives", rs)
+			}
+		})
+	}
+	for _, c := range []struct {
+		cfg  wire.UDPConfig
+		want wire.Features
+	}{
+		{wire.UDPConfig{DisableGSO: true}, wire.Features{MMsg: true, GRO: true}},
+		{wire.UDPConfig{DisableGRO: true}, wire.Features{MMsg: true, GSO: true}},
+		{wire.UDPConfig{DisableMMsg: true}, wire.Features{}},
+	} {
+		u := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"), c.cfg)
+		f := u.Features()
+		if f.MMsg != c.want.MMsg || f.GSO != c.want.GSO || f.GRO != c.want.GRO {
+			t.Errorf("%+v: features %+v, want %+v", c.cfg, f, c.want)
+		}
+	}
+}
+
+// TestUDPGSORuntimeFallback makes the kernel refuse GSO sends (SO_NO_CHECK
+// gives EINVAL) and checks that the wire switches GSO off and still
+// delivers every datagram.
+func TestUDPGSORuntimeFallback(t *testing.T) {
+	tx := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{})
+	rx := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{})
+	if err := wire.SetNoCheck(tx); err != nil {
+		t.Fatalf("SO_NO_CHECK: %v", err)
+	}
+	r := wiretest.StartReader(t, rx, rx.BatchSize())
+	msgs := wiretest.Msgs(rx.LocalAddr(), 0, wiretest.Repeat(1000, 100)...)
+	if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
+		t.Fatalf("WriteBatch = %d, %v", n, err)
+	}
+	got := r.Wait(t, len(msgs))
+	for i := range got {
+		if !bytes.Equal(got[i].Buf, msgs[i].Buf) {
+			t.Fatalf("datagram %d differs", i)
+		}
+	}
+	f := tx.Features()
+	if f.GSO || f.GSOError == nil {
+		t.Fatalf("features after a refused GSO send: %+v; want GSO off with its error", f)
+	}
+	t.Logf("GSO switched off: %v", f.GSOError)
+	if s := tx.Stats(); s.GSOSends != 0 {
+		t.Fatalf("stats %+v: no GSO send should have succeeded", s)
+	}
+}
+
+// TestUDPCloseUnblocksWrite parks writers in the netpoller as if the socket
+// buffer were full (loopback never fills it: its skbs are orphaned on
+// transmit) and checks that Close releases them with ErrClosed.
+func TestUDPCloseUnblocksWrite(t *testing.T) {
+	for _, c := range udpConfigs[:2] {
+		t.Run(c.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			tx, err := wire.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.1:0"), c.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs := wiretest.Msgs(netip.MustParseAddrPort("127.0.0.1:9"), 0, wiretest.Repeat(100, 10)...)
+			wire.ForceSendEAGAIN(tx, true)
+			const writers = 3
+			res := make(chan error, writers)
+			var wg sync.WaitGroup
+			for i := 0; i < writers; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					n, err := tx.WriteBatch(msgs)
+					if err == nil || n != 0 {
+						err = errors.Join(err, errors.New("WriteBatch returned without ErrClosed"))
+					}
+					res <- err
+				}()
+			}
+			time.Sleep(50 * time.Millisecond)
+			select {
+			case err := <-res:
+				t.Fatalf("WriteBatch returned while blocked: %v", err)
+			default:
+			}
+			start := time.Now()
+			tx.Close()
+			for i := 0; i < writers; i++ {
+				select {
+				case err := <-res:
+					if !errors.Is(err, wire.ErrClosed) || !errors.Is(err, net.ErrClosed) {
+						t.Fatalf("blocked WriteBatch after Close: %v", err)
+					}
+				case <-time.After(wiretest.Timeout):
+					t.Fatal("Close did not unblock WriteBatch")
+				}
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("writers took %v to return after Close", d)
+			}
+			wg.Wait()
+			wiretest.CheckGoroutines(t, before)
+		})
+	}
+}
