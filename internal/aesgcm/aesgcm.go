@@ -3,22 +3,18 @@ package aesgcm
 import (
 	"crypto/subtle"
 	"errors"
-	"strconv"
 
 	"github.com/sealring/sealring/internal/cpu"
 )
 
 const (
-	// BlockSize is the AES block size in bytes.
-	BlockSize = 16
-	// NonceSize is the only nonce size AEAD accepts.
-	NonceSize = 12
-	// TagSize is the size of the authentication tag AEAD appends.
-	TagSize = 16
+	blockSize = 16 // AES block size
+	nonceSize = 12 // the only nonce size AEAD accepts
+	tagSize   = 16 // size of the tag Seal appends
 
 	// maxPlaintext is the largest message GCM can process with a 96-bit
 	// nonce: 2^32-2 blocks (the 32-bit counter must not wrap into J0).
-	maxPlaintext = (1<<32 - 2) * BlockSize
+	maxPlaintext = (1<<32 - 2) * blockSize
 
 	// maxImplemented is the fastest cpu.Path this package implements.
 	// Adding a path means raising this and adding a case to every
@@ -34,36 +30,23 @@ var (
 	ErrOpen = errors.New("aesgcm: message authentication failed")
 )
 
-// pathError is returned by Init for paths this build or machine cannot run.
-type pathError struct {
-	p           cpu.Path
-	implemented bool
-}
+// pathError is returned by Init for paths this build or machine cannot
+// run. It is a single byte, so converting it to an error does not
+// allocate (the runtime boxes byte-sized values without allocating).
+type pathError cpu.Path
 
-func (e *pathError) Error() string {
-	if !e.implemented {
-		return "aesgcm: path " + e.p.String() + " is not implemented yet"
+func (e pathError) Error() string {
+	p := cpu.Path(e)
+	if p > maxImplemented {
+		return "aesgcm: path " + p.String() + " is not implemented yet"
 	}
-	return "aesgcm: path " + e.p.String() + " is not supported by this CPU or build"
+	return "aesgcm: path " + p.String() + " is not supported by this CPU or build"
 }
-
-// pathErrors holds prebuilt errors so that a failing Init does not
-// allocate either: [implemented][path].
-var pathErrors = func() (e [2][256]error) {
-	for p := 0; p < 256; p++ {
-		e[0][p] = &pathError{p: cpu.Path(p), implemented: false}
-		e[1][p] = &pathError{p: cpu.Path(p), implemented: true}
-	}
-	return
-}()
 
 // checkPath reports whether p can be used here.
 func checkPath(p cpu.Path) error {
-	if p > maxImplemented {
-		return pathErrors[0][p]
-	}
-	if !cpu.Supported(p) {
-		return pathErrors[1][p]
+	if p > maxImplemented || !cpu.Supported(p) {
+		return pathError(p)
 	}
 	return nil
 }
@@ -118,10 +101,6 @@ func (b *Block) Init(p cpu.Path, key []byte) error {
 // Path returns the implementation b was initialised for.
 func (b *Block) Path() cpu.Path { return b.path }
 
-// BlockSize returns 16, so that *Block satisfies the encrypting half of
-// crypto/cipher.Block.
-func (b *Block) BlockSize() int { return BlockSize }
-
 // Wipe zeroes the key material; b must be initialised again before use.
 func (b *Block) Wipe() {
 	clear(b.rk[:])
@@ -140,13 +119,13 @@ func (b *Block) mustInit() {
 // than 16 bytes or if they overlap inexactly, as crypto/cipher.Block does.
 func (b *Block) Encrypt(dst, src []byte) {
 	b.mustInit()
-	if len(src) < BlockSize {
+	if len(src) < blockSize {
 		panic("aesgcm: input not full block")
 	}
-	if len(dst) < BlockSize {
+	if len(dst) < blockSize {
 		panic("aesgcm: output not full block")
 	}
-	if inexactOverlap(dst[:BlockSize], src[:BlockSize]) {
+	if inexactOverlap(dst[:blockSize], src[:blockSize]) {
 		panic("aesgcm: invalid buffer overlap")
 	}
 	switch b.path {
@@ -165,7 +144,7 @@ func (b *Block) Encrypt(dst, src []byte) {
 // and dst at least as long; dst and src may overlap only exactly.
 func (b *Block) EncryptBlocks(dst, src []byte) {
 	b.mustInit()
-	if len(src)%BlockSize != 0 {
+	if len(src)%blockSize != 0 {
 		panic("aesgcm: input not a multiple of the block size")
 	}
 	if len(dst) < len(src) {
@@ -179,11 +158,11 @@ func (b *Block) EncryptBlocks(dst, src []byte) {
 	}
 	switch b.path {
 	case cpu.Generic:
-		for i := 0; i < len(src); i += BlockSize {
+		for i := 0; i < len(src); i += blockSize {
 			encryptBlockGeneric(&b.rk, int(b.nr), dst[i:], src[i:])
 		}
 	case cpu.AESNI:
-		encryptBlocksAESNI(int(b.nr), &b.rk, &dst[0], &src[0], len(src)/BlockSize)
+		encryptBlocksAESNI(int(b.nr), &b.rk, &dst[0], &src[0], len(src)/blockSize)
 	}
 }
 
@@ -236,10 +215,10 @@ func (a *AEAD) Init(p cpu.Path, key []byte) error {
 }
 
 // NonceSize returns 12.
-func (a *AEAD) NonceSize() int { return NonceSize }
+func (a *AEAD) NonceSize() int { return nonceSize }
 
 // Overhead returns 16, the tag size.
-func (a *AEAD) Overhead() int { return TagSize }
+func (a *AEAD) Overhead() int { return tagSize }
 
 // Path returns the implementation a was initialised for.
 func (a *AEAD) Path() cpu.Path { return a.blk.path }
@@ -260,13 +239,13 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
 	if a.blk.nr == 0 {
 		panic("aesgcm: AEAD used before Init")
 	}
-	if len(nonce) != NonceSize {
+	if len(nonce) != nonceSize {
 		panic("crypto/cipher: incorrect nonce length given to GCM")
 	}
 	if uint64(len(plaintext)) > maxPlaintext {
 		panic("crypto/cipher: message too large for GCM")
 	}
-	ret, out := sliceForAppend(dst, len(plaintext)+TagSize)
+	ret, out := sliceForAppend(dst, len(plaintext)+tagSize)
 	if inexactOverlap(out, plaintext) {
 		panic("crypto/cipher: invalid buffer overlap of output and input")
 	}
@@ -294,16 +273,16 @@ func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, erro
 	if a.blk.nr == 0 {
 		panic("aesgcm: AEAD used before Init")
 	}
-	if len(nonce) != NonceSize {
+	if len(nonce) != nonceSize {
 		panic("crypto/cipher: incorrect nonce length given to GCM")
 	}
-	if len(ciphertext) < TagSize {
+	if len(ciphertext) < tagSize {
 		return nil, ErrOpen
 	}
-	if uint64(len(ciphertext)) > maxPlaintext+TagSize {
+	if uint64(len(ciphertext)) > maxPlaintext+tagSize {
 		return nil, ErrOpen
 	}
-	n := len(ciphertext) - TagSize
+	n := len(ciphertext) - tagSize
 	ret, out := sliceForAppend(dst, n)
 	if inexactOverlap(out, ciphertext) {
 		panic("crypto/cipher: invalid buffer overlap of output and input")
@@ -311,7 +290,7 @@ func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, erro
 	if anyOverlap(out, additionalData) {
 		panic("crypto/cipher: invalid buffer overlap of output and additional data")
 	}
-	var tag [TagSize]byte
+	var tag [tagSize]byte
 	switch a.blk.path {
 	case cpu.Generic:
 		openGeneric(a, out, nonce, ciphertext[:n], additionalData, &tag)
@@ -339,19 +318,4 @@ func sliceForAppend(in []byte, n int) (head, tail []byte) {
 	}
 	tail = head[len(in):]
 	return
-}
-
-// String describes a for debugging without revealing key material.
-func (a *AEAD) String() string {
-	return "aesgcm.AEAD{" + a.blk.path.String() + ", AES-" + strconv.Itoa(keyBits(int(a.blk.nr))) + "}"
-}
-
-func keyBits(nr int) int {
-	switch nr {
-	case 10:
-		return 128
-	case 14:
-		return 256
-	}
-	return 0
 }

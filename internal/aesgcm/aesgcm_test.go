@@ -57,15 +57,32 @@ func checkOne(t *testing.T, a *AEAD, ref cipher.AEAD, nonce, pt, aad []byte) {
 	prefix := []byte("prefix")
 	got := a.Seal(append([]byte(nil), prefix...), nonce, pt, aad)
 	if !bytes.Equal(got[:len(prefix)], prefix) || !bytes.Equal(got[len(prefix):], want) {
-		t.Fatalf("%v len(pt)=%d len(aad)=%d key=%d: Seal mismatch\n got %x\nwant %x", a.Path(), len(pt), len(aad), keyBits(int(a.blk.nr)), got[len(prefix):], want)
+		t.Fatalf("%v len(pt)=%d len(aad)=%d key=%d: Seal mismatch\n got %x\nwant %x", a.Path(), len(pt), len(aad), 32*(int(a.blk.nr)-6), got[len(prefix):], want)
 	}
 	dec, err := a.Open(append([]byte(nil), prefix...), nonce, want, aad)
 	if err != nil || !bytes.Equal(dec[:len(prefix)], prefix) || !bytes.Equal(dec[len(prefix):], pt) {
 		t.Fatalf("%v len(pt)=%d len(aad)=%d: Open failed: %v", a.Path(), len(pt), len(aad), err)
 	}
 
+	// Spare capacity after the output must not be touched.
+	spare := make([]byte, len(want)+32)
+	for i := range spare {
+		spare[i] = 0x5c
+	}
+	a.Seal(spare[:0], nonce, pt, aad)
+	if !bytes.Equal(spare[:len(want)], want) || !bytes.Equal(spare[len(want):], bytes.Repeat([]byte{0x5c}, 32)) {
+		t.Fatalf("%v len(pt)=%d: Seal wrote past its output", a.Path(), len(pt))
+	}
+	for i := range spare {
+		spare[i] = 0x5c
+	}
+	a.Open(spare[:0], nonce, want, aad)
+	if !bytes.Equal(spare[:len(pt)], pt) || !bytes.Equal(spare[len(pt):], bytes.Repeat([]byte{0x5c}, len(spare)-len(pt))) {
+		t.Fatalf("%v len(pt)=%d: Open wrote past its output", a.Path(), len(pt))
+	}
+
 	// In place: Seal(pt[:0]) with capacity for the tag, Open(ct[:0]).
-	buf := make([]byte, len(pt), len(pt)+TagSize)
+	buf := make([]byte, len(pt), len(pt)+tagSize)
 	copy(buf, pt)
 	ct := a.Seal(buf[:0], nonce, buf, aad)
 	if !bytes.Equal(ct, want) || &ct[0] != &buf[:1][0] {
@@ -93,17 +110,17 @@ func TestDifferential(t *testing.T) {
 					continue
 				}
 				aad := randBytes(r, i%81)
-				checkOne(t, &a, ref, randBytes(r, NonceSize), randBytes(r, n), aad)
+				checkOne(t, &a, ref, randBytes(r, nonceSize), randBytes(r, n), aad)
 			}
 			// Every AAD length with a few plaintext lengths.
 			for al := 0; al <= 80; al++ {
 				for _, n := range []int{0, 1, 16, 17, 127, 128, 129, 300} {
-					checkOne(t, &a, ref, randBytes(r, NonceSize), randBytes(r, n), randBytes(r, al))
+					checkOne(t, &a, ref, randBytes(r, nonceSize), randBytes(r, n), randBytes(r, al))
 				}
 			}
 			// Long AAD.
 			for _, al := range []int{127, 128, 129, 255, 256, 1000, 4097} {
-				checkOne(t, &a, ref, randBytes(r, NonceSize), randBytes(r, 33), randBytes(r, al))
+				checkOne(t, &a, ref, randBytes(r, nonceSize), randBytes(r, 33), randBytes(r, al))
 			}
 		}
 	}
@@ -137,14 +154,13 @@ func TestBitFlips(t *testing.T) {
 			}
 			for _, n := range []int{0, 1, 15, 16, 17, 64, 129} {
 				for _, al := range []int{0, 13} {
-					nonce := randBytes(r, NonceSize)
+					nonce := randBytes(r, nonceSize)
 					pt := randBytes(r, n)
 					aad := randBytes(r, al)
 					ct := a.Seal(nil, nonce, pt, aad)
 					check := func(what string, bit int, ct, aad []byte) {
 						dst := make([]byte, 0, len(ct))
-						dst = append(dst, bytes.Repeat([]byte{0xaa}, 0)...)
-						out := dst[:len(ct)-TagSize]
+						out := dst[:len(ct)-tagSize]
 						for i := range out {
 							out[i] = 0xaa
 						}
@@ -330,7 +346,7 @@ func TestAllocs(t *testing.T) {
 		for _, size := range []int{0, 1, 64, 1400, 8192} {
 			pt := make([]byte, size)
 			aad := make([]byte, 13)
-			buf := make([]byte, 0, size+TagSize)
+			buf := make([]byte, 0, size+tagSize)
 			var ct []byte
 			if n := testing.AllocsPerRun(100, func() { ct = a.Seal(buf[:0], nonce, pt, aad) }); n != 0 {
 				t.Errorf("%v Seal(%d): %v allocs", p, size, n)

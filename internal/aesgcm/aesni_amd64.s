@@ -694,13 +694,11 @@ initH_3:
 	PCLMULQDQ $0x00, X0, X8
 	MOVOU X1, X9
 	PCLMULQDQ $0x11, X0, X9
-	PSHUFD $0x4e, X1, X10
-	PXOR X1, X10
-	PSHUFD $0x4e, X0, X11
-	PXOR X0, X11
-	PCLMULQDQ $0x00, X11, X10
-	PXOR X8, X10
-	PXOR X9, X10
+	MOVOU X1, X10
+	PCLMULQDQ $0x01, X0, X10
+	MOVOU X1, X11
+	PCLMULQDQ $0x10, X0, X11
+	PXOR X11, X10
 	MOVOU X10, X11
 	PSRLDQ $8, X10
 	PSLLDQ $8, X11
@@ -742,13 +740,11 @@ initH_3:
 	PCLMULQDQ $0x00, X0, X8
 	MOVOU X3, X9
 	PCLMULQDQ $0x11, X0, X9
-	PSHUFD $0x4e, X3, X10
-	PXOR X3, X10
-	PSHUFD $0x4e, X0, X11
-	PXOR X0, X11
-	PCLMULQDQ $0x00, X11, X10
-	PXOR X8, X10
-	PXOR X9, X10
+	MOVOU X3, X10
+	PCLMULQDQ $0x01, X0, X10
+	MOVOU X3, X11
+	PCLMULQDQ $0x10, X0, X11
+	PXOR X11, X10
 	MOVOU X10, X11
 	PSRLDQ $8, X10
 	PSLLDQ $8, X11
@@ -782,13 +778,11 @@ initH_3:
 	PCLMULQDQ $0x00, X2, X8
 	MOVOU X3, X9
 	PCLMULQDQ $0x11, X2, X9
-	PSHUFD $0x4e, X3, X10
-	PXOR X3, X10
-	PSHUFD $0x4e, X2, X11
-	PXOR X2, X11
-	PCLMULQDQ $0x00, X11, X10
-	PXOR X8, X10
-	PXOR X9, X10
+	MOVOU X3, X10
+	PCLMULQDQ $0x01, X2, X10
+	MOVOU X3, X11
+	PCLMULQDQ $0x10, X2, X11
+	PXOR X11, X10
 	MOVOU X10, X11
 	PSRLDQ $8, X10
 	PSLLDQ $8, X11
@@ -1341,7 +1335,7 @@ st_19:
 ecbdone_7:
 	RET
 
-// func sealAESNI_(nr int, rk *[60]uint32, htab *[32]uint64, dst, src *byte, n int, aad *byte, aadLen int, nonce *byte)
+// func gcmSealAsm(nr int, rk *[60]uint32, htab *[32]uint64, dst, src *byte, n int, aad *byte, aadLen int, nonce *byte)
 TEXT ·gcmSealAsm(SB), $288-72
 	MOVQ nr+0(FP), R13
 	MOVQ rk+8(FP), AX

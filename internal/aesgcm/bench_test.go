@@ -34,7 +34,7 @@ func BenchmarkSeal(b *testing.B) {
 				b.Run(strconv.Itoa(n), func(b *testing.B) {
 					a := benchAEAD(b, p)
 					nonce, aad := make([]byte, 12), make([]byte, 13)
-					buf := make([]byte, n+TagSize)
+					buf := make([]byte, n+tagSize)
 					b.SetBytes(int64(n))
 					b.ReportAllocs()
 					for b.Loop() {
@@ -73,7 +73,7 @@ func BenchmarkStdlibSeal(b *testing.B) {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			g := stdGCM(b, make([]byte, 32))
 			nonce, aad := make([]byte, 12), make([]byte, 13)
-			buf := make([]byte, n+TagSize)
+			buf := make([]byte, n+tagSize)
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
 			for b.Loop() {

@@ -21,7 +21,7 @@ func FuzzAEAD(f *testing.F) {
 		}
 		key := make([]byte, ks)
 		copy(key, keyIn)
-		nonce := make([]byte, NonceSize)
+		nonce := make([]byte, nonceSize)
 		copy(nonce, nonceIn)
 		ref := stdGCM(t, key)
 		want := ref.Seal(nil, nonce, pt, aad)

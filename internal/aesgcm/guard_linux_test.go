@@ -74,13 +74,13 @@ func TestGuardPages(t *testing.T) {
 
 					// Seal out of place: exact-size dst.
 					in := gIn.at(n, inEnd, pt)
-					out := gOut.at(n+TagSize, outEnd, nil)
+					out := gOut.at(n+tagSize, outEnd, nil)
 					ct := a.Seal(out[:0], nonce, in, aad)
 					if !bytes.Equal(ct, want) {
 						t.Fatalf("%v n=%d mode=%d: Seal mismatch", p, n, mode)
 					}
 					// Open out of place: ciphertext and exact-size dst at guards.
-					cin := gIn.at(n+TagSize, inEnd, want)
+					cin := gIn.at(n+tagSize, inEnd, want)
 					dec := gOut.at(n, outEnd, nil)
 					res, err := a.Open(dec[:0], nonce, cin, aad)
 					if err != nil || !bytes.Equal(res, pt) {
@@ -92,7 +92,7 @@ func TestGuardPages(t *testing.T) {
 						t.Fatalf("%v n=%d: tampered Open: %v", p, n, err)
 					}
 					// In place, buffer with room for the tag at either edge.
-					buf := gIn.at(n+TagSize, inEnd, pt)
+					buf := gIn.at(n+tagSize, inEnd, pt)
 					ct = a.Seal(buf[:0], nonce, buf[:n], aad)
 					if !bytes.Equal(ct, want) {
 						t.Fatalf("%v n=%d mode=%d: in-place Seal mismatch", p, n, mode)

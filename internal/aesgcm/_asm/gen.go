@@ -263,19 +263,26 @@ func zeroAcc() {
 	o("PXOR X11, X11")
 }
 
-// mulFull sets dst = a·b (both in registers, fully reduced), computing the
-// Karatsuba halves on the fly. dst may equal a. Temporaries t0-t3.
+// mulFull sets dst = a·b (both in registers, fully reduced). It uses the
+// schoolbook four multiplications, which are independent, rather than
+// Karatsuba: in Init the multiplications are on the critical path, so
+// latency matters more than the extra PCLMULQDQ. dst may equal a.
+// Temporaries t0-t3.
 func mulFull(dst, a, b, t0, t1, t2, t3 string) {
 	o("MOVOU %s, %s", a, t0)
 	o("PCLMULQDQ $0x00, %s, %s", b, t0)
 	o("MOVOU %s, %s", a, t1)
 	o("PCLMULQDQ $0x11, %s, %s", b, t1)
-	o("PSHUFD $0x4e, %s, %s", a, t2)
-	o("PXOR %s, %s", a, t2)
-	o("PSHUFD $0x4e, %s, %s", b, t3)
-	o("PXOR %s, %s", b, t3)
-	o("PCLMULQDQ $0x00, %s, %s", t3, t2)
-	karaCombine(t0, t1, t2, t3)
+	o("MOVOU %s, %s", a, t2)
+	o("PCLMULQDQ $0x01, %s, %s", b, t2)
+	o("MOVOU %s, %s", a, t3)
+	o("PCLMULQDQ $0x10, %s, %s", b, t3)
+	o("PXOR %s, %s", t3, t2)
+	o("MOVOU %s, %s", t2, t3)
+	o("PSRLDQ $8, %s", t2)
+	o("PSLLDQ $8, %s", t3)
+	o("PXOR %s, %s", t2, t1)
+	o("PXOR %s, %s", t3, t0)
 	reduce(t0, t1, t3)
 	o("MOVOU %s, %s", t0, dst)
 }
@@ -545,8 +552,6 @@ func storePartial(p, n, v string) {
 
 // ---------------------------------------------------------------------
 // Seal and Open.
-
-const sealArgs = `nr+0(FP), rk+8(FP), htab+16(FP), dst+24(FP), src+32(FP), n+40(FP), aad+48(FP), aadLen+56(FP), nonce+64(FP)`
 
 func prologue() {
 	o("MOVQ nr+0(FP), R13")
@@ -871,7 +876,7 @@ func finalBatch(seal bool) {
 }
 
 func genSeal() {
-	buf.WriteString("\n// func sealAESNI_(nr int, rk *[60]uint32, htab *[32]uint64, dst, src *byte, n int, aad *byte, aadLen int, nonce *byte)\n")
+	buf.WriteString("\n// func gcmSealAsm(nr int, rk *[60]uint32, htab *[32]uint64, dst, src *byte, n int, aad *byte, aadLen int, nonce *byte)\n")
 	fmt.Fprintf(&buf, "TEXT ·gcmSealAsm(SB), $%d-72\n", stFrame)
 	prologue()
 	hashAAD()
