@@ -35,4 +35,18 @@
 //
 // Dial fails fast with ErrUnavailable while the server is not up yet;
 // callers that race rank 0 retry Dial until their context ends.
+//
+// On top of the Store, Join forms the world: each rank takes a strictly
+// increasing incarnation, fetches the job's root keys, publishes its
+// transport address and waits for every rank, returning a World with the
+// peer table and the rank's secure.Group. A KeyController (run by the
+// launcher or rank 0) creates the trust group, publishes it for Join, and
+// rotates root keys and bumps epochs while the job runs: each change is a
+// numbered event that every member's World applies and acknowledges before
+// the next one starts, so traffic never stops. Root keys travel only
+// through a Client (TLS 1.3, mutual authentication) or an in-process
+// MemStore; a FileStore is refused (ErrInsecureStore). JoinFromEnv does all
+// of the above from a launcher's environment, including the rank-0-hosted
+// store; the subpackage launch starts N local ranks as processes. See
+// JOIN_NOTES.md for the store layout and the event protocol.
 package rendezvous
