@@ -1,0 +1,119 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/sealring/sealring/secure"
+)
+
+// packetSealer is what the codec needs of a *secure.Sealer (an interface so
+// tests can make sealing fail).
+type packetSealer interface {
+	Seal(pkt []byte, hdrOff, clearLen int) ([]byte, error)
+	BumpEpoch() error
+	Epoch() uint16
+	HeaderLen() int
+}
+
+// codec seals and opens datagrams: a secure.Sealer/Opener pair, or the
+// Insecure mode's plain rank ‖ incarnation prefix.
+type codec struct {
+	sealer packetSealer
+	bumpMu sync.Mutex // one epoch bump per exhausted counter
+	opener *secure.Opener
+	id     uint64 // secure.SenderID(rank, incarnation)
+	pre    int    // bytes before the transport header (security header or prefix)
+	post   int    // bytes after the payload (GCM tag)
+}
+
+const insecurePrefix = 8
+
+var errInsecureShort = errors.New("transport: datagram shorter than the insecure prefix")
+
+func newCodec(cfg *Config) (*codec, error) {
+	c := &codec{id: secure.SenderID(cfg.Rank, cfg.Incarnation)}
+	if cfg.Insecure {
+		c.pre = insecurePrefix
+		return c, nil
+	}
+	s, err := secure.NewSealer(cfg.Group, secure.SealerConfig{ID: c.id})
+	if err != nil {
+		return nil, err
+	}
+	o, err := secure.NewOpener(secure.OpenerConfig{Groups: []*secure.Group{cfg.Group}, CacheCapacity: cfg.CacheCapacity})
+	if err != nil {
+		return nil, err
+	}
+	c.sealer, c.opener = s, o
+	c.pre, c.post = s.HeaderLen(), secure.TagSize
+	return c, nil
+}
+
+// overhead is the bytes the codec adds to a transport packet.
+func (c *codec) overhead() int { return c.pre + c.post }
+
+// seal seals pkt in place: pkt[:pre] is room for the security header (or
+// prefix), pkt[pre:] the transport packet. cap(pkt) must leave room for
+// the tag, so nothing allocates.
+//
+// When the sender's 48-bit counter is used up, seal moves the sender to the
+// next epoch (a fresh data key) once, however many goroutines hit the limit
+// together, and seals again. If sealing still fails, seal wipes pkt, so
+// that the plaintext can never reach the wire (now or as a retransmission),
+// and returns an error wrapping ErrSeal.
+func (c *codec) seal(pkt []byte) ([]byte, error) {
+	if c.sealer == nil {
+		binary.BigEndian.PutUint64(pkt, c.id)
+		return pkt, nil
+	}
+	epoch := c.sealer.Epoch()
+	out, err := c.sealer.Seal(pkt, 0, 0)
+	if errors.Is(err, secure.ErrCounterExhausted) {
+		c.bumpMu.Lock()
+		if c.sealer.Epoch() == epoch {
+			err = c.sealer.BumpEpoch()
+		} else {
+			err = nil
+		}
+		c.bumpMu.Unlock()
+		if err == nil {
+			out, err = c.sealer.Seal(pkt, 0, 0)
+		}
+	}
+	if err != nil {
+		clear(pkt)
+		return pkt, fmt.Errorf("%w: %w", ErrSeal, err)
+	}
+	return out, nil
+}
+
+// open authenticates and decrypts pkt in place and returns the sender's ID
+// (rank ‖ incarnation) and the transport packet.
+func (c *codec) open(pkt []byte) (uint64, []byte, error) {
+	if c.opener == nil {
+		if len(pkt) < insecurePrefix {
+			return 0, nil, errInsecureShort
+		}
+		return binary.BigEndian.Uint64(pkt), pkt[insecurePrefix:], nil
+	}
+	r, err := c.opener.Open(pkt, 0)
+	if err != nil {
+		return 0, nil, err
+	}
+	if r.Header.Mode != secure.ModeSender || len(r.Prefix) != 0 || len(r.Clear) != 0 {
+		return 0, nil, errNotSender
+	}
+	return r.Header.ID, r.Payload, nil
+}
+
+var errNotSender = errors.New("transport: packet not sealed in sender mode without offsets")
+
+func (c *codec) cacheStats() secure.CacheStats {
+	if c.opener == nil {
+		return secure.CacheStats{}
+	}
+	return c.opener.CacheStats()
+}

@@ -1,0 +1,652 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sealring/sealring/transport/wire"
+)
+
+// AnySource as Recv's peer matches a message from any peer.
+const AnySource = ^uint32(0)
+
+// Endpoint is one rank's handle on the transport: its wire, its peer table,
+// the security codec, the reliability state per peer and the message
+// matching queues. It is safe for concurrent use.
+type Endpoint struct {
+	cfg   Config
+	rank  uint32
+	inc   uint32
+	w     wire.Wire
+	codec *codec
+
+	maxPkt    int // wire.MaxPayload
+	fragEager int // payload bytes per EAGER packet
+	fragData  int // payload bytes per DATA packet
+	batch     int // wire.BatchSize
+	pktPool   *sync.Pool
+	epoch     time.Time // monotonic base for nanotime
+
+	// mu guards everything below, and every peer's and operation's state.
+	// It is never held across a wire call or while sealing/opening.
+	mu       sync.Mutex
+	closed   bool
+	peers    map[uint32]*peer
+	peerList []*peer
+
+	posted     recvList // unmatched receives, in post order
+	unexp      unexpList
+	unexpUsed  int
+	rdvRecvs   map[uint64]*recvOp // recvID → matched rendezvous receive
+	nextMsgID  uint64
+	nextRecvID uint64
+	nextSeq    uint64 // arrival order of messages and post order of receives
+	nRefused   int    // peers holding a refused packet
+
+	kick   chan struct{}
+	txWake atomic.Int64 // when the timer goroutine will next wake (nanotime)
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	st counters
+}
+
+type counters struct {
+	pktsSent, bytesSent, pktsRecv, bytesRecv atomic.Uint64
+	retransmits, duplicates, authFailures    atomic.Uint64
+	malformed, unknownPeer, stale            atomic.Uint64
+	refused, peerTimeouts, peerRestarts      atomic.Uint64
+	sealFailures                             atomic.Uint64
+}
+
+// Stats are an Endpoint's counters since New.
+type Stats struct {
+	PacketsSent, BytesSent         uint64 // datagrams (and their bytes) handed to the wire
+	PacketsReceived, BytesReceived uint64 // datagrams read from the wire
+	Retransmits                    uint64 // reliable packets sent again (same sealed bytes)
+	Duplicates                     uint64 // authenticated reliable packets dropped as already received
+	AuthFailures                   uint64 // datagrams that failed to open (forged, corrupted, wrong group or epoch)
+	Malformed                      uint64 // authenticated packets with a bad transport header or addressed elsewhere
+	UnknownPeer                    uint64 // authenticated packets from ranks not added with AddPeer
+	Stale                          uint64 // packets from an older incarnation of a peer, or addressed to an older incarnation of this rank
+	Refused                        uint64 // in-order packets refused because the unexpected pool was full
+	PeerTimeouts, PeerRestarts     uint64
+	SealFailures                   uint64 // packets that could not be sealed (wiped, never sent; see ErrSeal)
+	KeyCacheHits, KeyCacheMisses   uint64 // the Opener's derived-key cache
+	// SRTT is the mean smoothed round-trip time over peers with a sample.
+	SRTT time.Duration
+}
+
+// New creates an Endpoint on cfg.Wire and starts its receive and timer
+// goroutines. The Endpoint owns the wire: Close closes it.
+func New(cfg Config) (*Endpoint, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	c, err := newCodec(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	maxPkt := cfg.Wire.MaxPayload()
+	if maxPkt < c.overhead()+ackMaxLen+64 {
+		return nil, fmt.Errorf("%w: wire MaxPayload %d too small (need at least %d)", ErrConfig, maxPkt, c.overhead()+ackMaxLen+64)
+	}
+	ep := &Endpoint{
+		cfg:       cfg,
+		rank:      cfg.Rank,
+		inc:       cfg.Incarnation,
+		w:         cfg.Wire,
+		codec:     c,
+		maxPkt:    maxPkt,
+		fragEager: maxPkt - c.overhead() - eagerHdrLen,
+		fragData:  maxPkt - c.overhead() - dataHdrLen,
+		batch:     max(cfg.Wire.BatchSize(), 1),
+		pktPool:   newPktPool(maxPkt),
+		epoch:     time.Now(),
+		peers:     make(map[uint32]*peer),
+		rdvRecvs:  make(map[uint64]*recvOp),
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	ep.wg.Add(2)
+	go ep.rxLoop()
+	go ep.txLoop()
+	return ep, nil
+}
+
+// Rank returns the endpoint's rank.
+func (ep *Endpoint) Rank() uint32 { return ep.rank }
+
+// Incarnation returns the endpoint's incarnation.
+func (ep *Endpoint) Incarnation() uint32 { return ep.inc }
+
+// LocalAddr returns the wire's address, which peers pass to AddPeer.
+func (ep *Endpoint) LocalAddr() netip.AddrPort { return ep.w.LocalAddr() }
+
+// EagerFragment is the message payload carried by one EAGER packet:
+// wire.MaxPayload minus the security overhead and the EAGER header.
+func (ep *Endpoint) EagerFragment() int { return ep.fragEager }
+
+// nanotime is monotonic nanoseconds since New.
+func (ep *Endpoint) nanotime() int64 { return int64(time.Since(ep.epoch)) }
+
+// AddPeer adds rank at addr, or changes its address (a restarted peer).
+// Packets are accepted only from added ranks. AddPeer sends a probe so that
+// the peer learns this endpoint's incarnation.
+func (ep *Endpoint) AddPeer(rank uint32, addr netip.AddrPort) error {
+	if !addr.IsValid() {
+		return fmt.Errorf("transport: AddPeer %d: invalid address", rank)
+	}
+	if rank == AnySource {
+		return fmt.Errorf("transport: AddPeer: rank %d is reserved for AnySource", rank)
+	}
+	ep.mu.Lock()
+	if ep.closed {
+		ep.mu.Unlock()
+		return ErrClosed
+	}
+	p := ep.peers[rank]
+	if p == nil {
+		p = ep.newPeer(rank)
+		ep.peers[rank] = p
+		ep.peerList = append(ep.peerList, p)
+	}
+	p.addr = addr
+	p.pingNow = true
+	p.lastHeard = max(p.lastHeard, ep.nanotime())
+	ep.mu.Unlock()
+	ep.kickTx()
+	return nil
+}
+
+// RemovePeer forgets rank: its pending operations fail with
+// ErrPeerUnreachable and its packets are dropped from now on.
+func (ep *Endpoint) RemovePeer(rank uint32) error {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.closed {
+		return ErrClosed
+	}
+	p := ep.peers[rank]
+	if p == nil {
+		return fmt.Errorf("%w: %d", ErrUnknownPeer, rank)
+	}
+	ep.failPeer(p, errPeerRemoved, true)
+	p.removed = true
+	delete(ep.peers, rank)
+	for i, q := range ep.peerList {
+		if q == p {
+			ep.peerList = append(ep.peerList[:i], ep.peerList[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+// Close fails every pending operation with ErrClosed, closes the wire and
+// waits for the endpoint's goroutines to exit. It is idempotent.
+func (ep *Endpoint) Close() error {
+	ep.mu.Lock()
+	if ep.closed {
+		ep.mu.Unlock()
+		ep.wg.Wait()
+		return nil
+	}
+	ep.closed = true
+	// A final cumulative ACK to every peer: a message this endpoint has
+	// received may have completed a Recv whose ACK the receive goroutine
+	// had not written yet; without it the sender would wait for a peer
+	// that is gone until its PeerTimeout.
+	var final ctrlBatch
+	for _, p := range ep.peerList {
+		if p.incKnown {
+			p.ackNow = true
+			p.pingNow = false
+			ep.buildAck(p, &final)
+		}
+	}
+	for _, p := range ep.peerList {
+		ep.failPeer(p, ErrClosed, true)
+	}
+	for r := ep.posted.head; r != nil; {
+		next := r.next
+		ep.posted.remove(r)
+		ep.finishRecv(r, ErrClosed)
+		r = next
+	}
+	for u := ep.unexp.head; u != nil; {
+		next := u.next
+		ep.dropUnexp(u)
+		u = next
+	}
+	ep.mu.Unlock()
+	ep.sendCtrl(&final)
+	close(ep.done)
+	err := ep.w.Close()
+	ep.wg.Wait()
+	return err
+}
+
+// Stats returns the endpoint's counters.
+func (ep *Endpoint) Stats() Stats {
+	s := Stats{
+		PacketsSent:     ep.st.pktsSent.Load(),
+		BytesSent:       ep.st.bytesSent.Load(),
+		PacketsReceived: ep.st.pktsRecv.Load(),
+		BytesReceived:   ep.st.bytesRecv.Load(),
+		Retransmits:     ep.st.retransmits.Load(),
+		Duplicates:      ep.st.duplicates.Load(),
+		AuthFailures:    ep.st.authFailures.Load(),
+		Malformed:       ep.st.malformed.Load(),
+		UnknownPeer:     ep.st.unknownPeer.Load(),
+		Stale:           ep.st.stale.Load(),
+		Refused:         ep.st.refused.Load(),
+		PeerTimeouts:    ep.st.peerTimeouts.Load(),
+		PeerRestarts:    ep.st.peerRestarts.Load(),
+		SealFailures:    ep.st.sealFailures.Load(),
+	}
+	cs := ep.codec.cacheStats()
+	s.KeyCacheHits, s.KeyCacheMisses = cs.Hits, cs.Misses
+	ep.mu.Lock()
+	var sum time.Duration
+	n := 0
+	for _, p := range ep.peerList {
+		if p.hasRTT {
+			sum += p.srtt
+			n++
+		}
+	}
+	ep.mu.Unlock()
+	if n > 0 {
+		s.SRTT = sum / time.Duration(n)
+	}
+	return s
+}
+
+// armAt makes sure the timer goroutine wakes by deadline t (nanotime).
+func (ep *Endpoint) armAt(t int64) {
+	if w := ep.txWake.Load(); w == 0 || t < w {
+		ep.kickTx()
+	}
+}
+
+func (ep *Endpoint) kickTx() {
+	select {
+	case ep.kick <- struct{}{}:
+	default:
+	}
+}
+
+// write hands msgs to the wire and counts them. No lock is held.
+func (ep *Endpoint) write(msgs []wire.Message) {
+	for len(msgs) > 0 {
+		n, err := ep.w.WriteBatch(msgs)
+		for i := range n {
+			ep.st.bytesSent.Add(uint64(len(msgs[i].Buf)))
+		}
+		ep.st.pktsSent.Add(uint64(n))
+		if err == nil {
+			return
+		}
+		if errors.Is(err, wire.ErrClosed) {
+			return
+		}
+		// A datagram the wire refused (bad address, too large) is lost
+		// like any other; reliability recovers what matters.
+		msgs = msgs[min(n+1, len(msgs)):]
+	}
+}
+
+// ---- receive goroutine ----
+
+// rxItem is one opened packet of a read batch.
+type rxItem struct {
+	src, inc uint32
+	plain    []byte
+}
+
+func (ep *Endpoint) rxLoop() {
+	defer ep.wg.Done()
+	msgs := make([]wire.Message, ep.batch)
+	items := make([]rxItem, 0, ep.batch)
+	var ctl ctrlBatch
+	for {
+		n, err := ep.w.ReadBatch(msgs)
+		if err != nil {
+			if errors.Is(err, wire.ErrClosed) || ep.isDone() {
+				return
+			}
+			time.Sleep(time.Millisecond) // transient socket error
+			continue
+		}
+		items = items[:0]
+		for i := range n {
+			b := msgs[i].Buf
+			ep.st.pktsRecv.Add(1)
+			ep.st.bytesRecv.Add(uint64(len(b)))
+			id, plain, err := ep.codec.open(b)
+			if err != nil {
+				ep.st.authFailures.Add(1)
+				continue
+			}
+			items = append(items, rxItem{src: uint32(id >> 32), inc: uint32(id), plain: plain})
+		}
+		if len(items) == 0 {
+			continue
+		}
+		ep.mu.Lock()
+		if ep.closed {
+			ep.mu.Unlock()
+			return
+		}
+		now := ep.nanotime()
+		kick := false
+		for i := range items {
+			if ep.handle(&items[i], now) {
+				kick = true
+			}
+		}
+		// Immediate ACKs (and ping answers) go out with this batch.
+		ctl.reset()
+		for _, p := range ep.peerList {
+			if p.ackNow || p.pingNow {
+				ep.buildAck(p, &ctl)
+			}
+			if p.needPump || p.ackDue != 0 {
+				kick = true
+			}
+		}
+		ep.mu.Unlock()
+		ep.sendCtrl(&ctl)
+		if kick {
+			ep.kickTx()
+		}
+	}
+}
+
+func (ep *Endpoint) isDone() bool {
+	select {
+	case <-ep.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// handle processes one authenticated packet under ep.mu. It reports whether
+// the timer goroutine should run (work to send).
+func (ep *Endpoint) handle(it *rxItem, now int64) bool {
+	var h header
+	payload, err := h.parse(it.plain)
+	if err != nil || h.DstRank != ep.rank {
+		ep.st.malformed.Add(1)
+		return false
+	}
+	p := ep.peers[it.src]
+	if p == nil {
+		ep.st.unknownPeer.Add(1)
+		return false
+	}
+	kick := false
+	switch {
+	case !p.incKnown:
+		p.inc, p.incKnown = it.inc, true
+		p.needPump = true
+		kick = true
+	case it.inc < p.inc:
+		ep.st.stale.Add(1)
+		return false
+	case it.inc > p.inc:
+		ep.st.peerRestarts.Add(1)
+		ep.failPeer(p, errPeerRestarted, true)
+		ep.resetPeer(p)
+		p.inc, p.incKnown = it.inc, true
+		p.needPump = true
+		kick = true
+	}
+	p.lastHeard = now
+	if p.down {
+		p.down = false
+		p.needPump = true
+	}
+	if h.Type == typePing {
+		p.ackNow = true // the answer: an ACK tells our incarnation and state
+		return kick
+	}
+	if h.DstInc != ep.inc {
+		// Addressed to an earlier life of this rank: drop, and tell the
+		// peer who we are now.
+		ep.st.stale.Add(1)
+		if now-p.lastPing > int64(ep.cfg.MinRTO) {
+			p.pingNow = true
+			p.lastPing = now
+		}
+		return kick
+	}
+	if h.Type == typeAck {
+		if ep.onAck(p, &h, now) {
+			kick = true
+		}
+		return kick
+	}
+	ep.onReliable(p, &h, it.plain, payload, now)
+	return kick || p.needPump
+}
+
+// ---- timer goroutine ----
+
+func (ep *Endpoint) txLoop() {
+	defer ep.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var work []*peer
+	var ctl ctrlBatch
+	for {
+		now := ep.nanotime()
+		next := now + int64(time.Second)
+		work = work[:0]
+		ctl.reset()
+		ep.mu.Lock()
+		if ep.closed {
+			ep.mu.Unlock()
+			return
+		}
+		for _, p := range ep.peerList {
+			if d := ep.tick(p, now); d < next {
+				next = d
+			}
+			if p.ackNow || p.pingNow {
+				ep.buildAck(p, &ctl) // also builds a pending ping
+			}
+			if p.needPump {
+				p.needPump = false
+				work = append(work, p)
+			}
+		}
+		ep.mu.Unlock()
+		ep.sendCtrl(&ctl)
+		for _, p := range work {
+			ep.pump(p)
+		}
+		wait := time.Duration(next - ep.nanotime())
+		if wait < 20*time.Microsecond {
+			wait = 20 * time.Microsecond
+		}
+		ep.txWake.Store(ep.nanotime() + int64(wait))
+		timer.Reset(wait)
+		select {
+		case <-ep.done:
+			return
+		case <-ep.kick:
+			ep.txWake.Store(0)
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		case <-timer.C:
+			ep.txWake.Store(0)
+		}
+	}
+}
+
+// tick runs p's timers under ep.mu and returns its next deadline.
+func (ep *Endpoint) tick(p *peer, now int64) int64 {
+	next := now + int64(time.Second)
+	// Delayed ACK.
+	if p.ackDue != 0 {
+		if now >= p.ackDue {
+			p.ackNow = true
+		} else {
+			next = min(next, p.ackDue)
+		}
+	}
+	// Retransmission timeout.
+	if p.rtoAt != 0 {
+		if now >= p.rtoAt {
+			ep.onRTO(p, now)
+		}
+		if p.rtoAt != 0 {
+			next = min(next, p.rtoAt)
+		}
+	}
+	// Liveness: only peers something waits on are probed and timed out.
+	ka := int64(ep.cfg.KeepaliveInterval)
+	switch {
+	case p.down:
+		if now-p.lastPing >= ka {
+			p.pingNow = true
+			p.lastPing = now
+		}
+		next = min(next, p.lastPing+ka)
+	case p.nOps > 0 || p.sndNxt != p.sndUna || len(p.ctrlQ) > 0:
+		base := max(p.lastHeard, p.activeSince)
+		if now-base >= int64(ep.cfg.PeerTimeout) {
+			ep.st.peerTimeouts.Add(1)
+			ep.failPeer(p, errPeerTimeout, false)
+			p.down = true
+			p.pingNow = true
+			p.lastPing = now
+			next = min(next, now+ka)
+			break
+		}
+		next = min(next, base+int64(ep.cfg.PeerTimeout))
+		// Probe a peer that has been silent for a keepalive interval, or
+		// whose incarnation is still unknown (with backoff).
+		iv := ka
+		if !p.incKnown {
+			iv = min(p.probeIv, ka)
+		}
+		if p.incKnown && now-base < iv {
+			next = min(next, base+iv)
+			break
+		}
+		if now-p.lastPing >= iv {
+			p.pingNow = true
+			p.lastPing = now
+			if !p.incKnown {
+				p.probeIv = min(p.probeIv*2, ka)
+			}
+		}
+		next = min(next, p.lastPing+iv)
+	}
+	return next
+}
+
+// ---- control packets (ACK, PING) ----
+
+// ctrlBatch collects unreliable packets built under ep.mu, sealed and sent
+// after it is released.
+type ctrlBatch struct {
+	bufs []*pbuf
+	msgs []wire.Message
+}
+
+func (c *ctrlBatch) reset() {
+	clear(c.bufs)
+	c.bufs = c.bufs[:0]
+	clear(c.msgs)
+	c.msgs = c.msgs[:0]
+}
+
+func (c *ctrlBatch) add(b *pbuf, to netip.AddrPort) {
+	c.bufs = append(c.bufs, b)
+	c.msgs = append(c.msgs, wire.Message{Buf: b.b, Addr: to})
+}
+
+// sendCtrl seals, sends and releases c's packets. No lock is held.
+func (ep *Endpoint) sendCtrl(c *ctrlBatch) {
+	if len(c.bufs) == 0 {
+		return
+	}
+	k := 0
+	for i, b := range c.bufs {
+		sealed, err := ep.codec.seal(b.b)
+		if err != nil {
+			ep.st.sealFailures.Add(1) // wiped by codec.seal, not sent
+			continue
+		}
+		b.b = sealed
+		c.msgs[k] = wire.Message{Buf: sealed, Addr: c.msgs[i].Addr}
+		k++
+	}
+	ep.write(c.msgs[:k])
+	for _, b := range c.bufs {
+		b.release()
+	}
+	c.reset()
+}
+
+// buildAck adds p's pending ACK and ping to c, under ep.mu.
+func (ep *Endpoint) buildAck(p *peer, c *ctrlBatch) {
+	if p.pingNow {
+		p.pingNow = false
+		p.lastPing = ep.nanotime()
+		h := header{Type: typePing, DstRank: p.rank, DstInc: p.inc}
+		b := getPbuf(ep.pktPool)
+		b.b = h.AppendTo(b.b[:ep.codec.pre])
+		c.add(b, p.addr)
+	}
+	if !p.ackNow {
+		return
+	}
+	p.ackNow = false
+	p.ackDue = 0
+	p.ackPending = 0
+	if !p.incKnown {
+		return
+	}
+	h := header{Type: typeAck, DstRank: p.rank, DstInc: p.inc, CumAck: p.rcvNxt}
+	if !p.refused {
+		h.Wnd = uint32(ep.cfg.Window)
+	}
+	// SACK ranges of what is held beyond the cumulative ACK.
+	in := false
+	for psn := p.rcvNxt + 1; seqLT(psn, p.rxMax) && h.NSACK < maxSACK; psn++ {
+		have := p.rx[psn&p.mask].state != rxEmpty
+		switch {
+		case have && !in:
+			h.SACK[h.NSACK].Start = psn
+			in = true
+		case !have && in:
+			h.SACK[h.NSACK].End = psn
+			h.NSACK++
+			in = false
+		}
+	}
+	if in {
+		h.SACK[h.NSACK].End = p.rxMax
+		h.NSACK++
+	}
+	b := getPbuf(ep.pktPool)
+	b.b = h.AppendTo(b.b[:ep.codec.pre])
+	c.add(b, p.addr)
+}
+
+// seqLT reports a < b in 32-bit serial arithmetic.
+func seqLT(a, b uint32) bool { return int32(a-b) < 0 }

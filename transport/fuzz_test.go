@@ -1,0 +1,109 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/sealring/sealring/secure"
+	"github.com/sealring/sealring/transport/wire"
+)
+
+// FuzzEndpoint feeds arbitrary packets from an authenticated peer (rank 1)
+// to a live endpoint (rank 0) with operations pending, then closes it: no
+// panic, no hang. The input is a sequence of (2-byte length, transport
+// packet) records; each packet is sealed with the group's keys (or given
+// the insecure prefix when the first byte is odd), so the fuzzer reaches
+// the transport logic rather than the authentication check.
+func FuzzEndpoint(f *testing.F) {
+	rec := func(pkts ...[]byte) []byte {
+		out := []byte{0}
+		for _, p := range pkts {
+			out = binary.BigEndian.AppendUint16(out, uint16(len(p)))
+			out = append(out, p...)
+		}
+		return out
+	}
+	h := func(h header, payload string) []byte { return append(h.AppendTo(nil), payload...) }
+	f.Add(rec(h(header{Type: typePing}, "")))
+	f.Add(rec(
+		h(header{Type: typeEager, DstInc: 1, PSN: 0, MsgID: 1, Tag: 5, Total: 6, Offset: 0}, "abc"),
+		h(header{Type: typeEager, DstInc: 1, PSN: 1, MsgID: 1, Tag: 5, Total: 6, Offset: 3}, "def"),
+		h(header{Type: typeRTS, DstInc: 1, PSN: 2, MsgID: 2, Tag: 5, Total: 100000}, ""),
+		h(header{Type: typeData, DstInc: 1, PSN: 4, RecvID: 1, Offset: 0}, "xyz"),
+		h(header{Type: typeCTS, DstInc: 1, PSN: 3, MsgID: 1, RecvID: 1, Accept: 10}, ""),
+		h(header{Type: typeAck, DstInc: 1, CumAck: 1, Wnd: 0}, ""),
+		h(header{Type: typeCancel, DstInc: 1, PSN: 5, MsgID: 2}, ""),
+	))
+	g := testGroup(f, 1, 10)
+	sealer, err := secure.NewSealer(g, secure.SealerConfig{ID: secure.SenderID(1, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzEndpointOnce(t, g, sealer, data) })
+}
+
+func fuzzEndpointOnce(t *testing.T, g *secure.Group, sealer *secure.Sealer, data []byte) {
+	{
+		if len(data) < 1 {
+			return
+		}
+		insecure := data[0]&1 == 1
+		nw := wire.NewMemNetwork()
+		w, _ := nw.Listen(netip.AddrPort{})
+		atk, _ := nw.Listen(netip.AddrPort{})
+		defer atk.Close()
+		ep, err := New(Config{Wire: w, Group: g, Insecure: insecure, Window: 64, PeerTimeout: time.Second, MinRTO: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep.AddPeer(1, atk.LocalAddr())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		defer cancel()
+		r1 := ep.RecvAsync(ctx, 1, 5, ^uint64(0), make([]byte, 4))
+		r2 := ep.RecvAsync(ctx, AnySource, 0, 0, make([]byte, 1<<17))
+		s1 := ep.SendAsync(ctx, 1, 7, make([]byte, 100000))
+		var msgs []wire.Message
+		for rest := data[1:]; len(rest) >= 2; {
+			n := int(binary.BigEndian.Uint16(rest))
+			rest = rest[2:]
+			if n > len(rest) {
+				n = len(rest)
+			}
+			pt := rest[:n]
+			rest = rest[n:]
+			var pkt []byte
+			if insecure {
+				pkt = binary.BigEndian.AppendUint64(nil, secure.SenderID(1, 1))
+				pkt = append(pkt, pt...)
+			} else {
+				pkt = make([]byte, sealer.HeaderLen(), sealer.Overhead()+len(pt))
+				pkt, _ = sealer.Seal(append(pkt, pt...), 0, 0)
+			}
+			if len(pkt) <= w.MaxPayload() {
+				msgs = append(msgs, wire.Message{Buf: pkt, Addr: w.LocalAddr()})
+			}
+		}
+		atk.WriteBatch(msgs)
+		time.Sleep(time.Millisecond)
+		for _, r := range []*Request{r1, r2, s1} {
+			r.Wait(ctx)
+		}
+		done := make(chan struct{})
+		go func() { ep.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close hangs")
+		}
+		for _, r := range []*Request{r1, r2, s1} {
+			select {
+			case <-r.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("request not completed after Close")
+			}
+		}
+	}
+}

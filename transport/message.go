@@ -1,0 +1,785 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+)
+
+// unexpOverhead is what each unexpected message costs the pool beyond its
+// data (an RTS costs only this).
+const unexpOverhead = 128
+
+// Send phases.
+const (
+	phQueued = iota // in msgQ: nothing sent yet
+	phRTS           // RTS sent, waiting for CTS
+	phData          // sending rendezvous data
+	phFin           // all data sent, waiting for FIN
+)
+
+type sendOp struct {
+	opBase
+	dst     *peer
+	tag     uint64
+	buf     []byte
+	msgID   uint64
+	rdv     bool
+	phase   uint8
+	off     int // next byte to packetize
+	sendLen int // rendezvous: bytes the receiver accepted
+	recvID  uint64
+	unacked int
+	qgen    uint32
+
+	finned   bool // rendezvous: the receiver has all the data
+	started  bool // a packet of it was built
+	allBuilt bool // eager: every fragment built
+	dead     bool // withdrawn or failed: build nothing more
+	pooled   bool
+}
+
+// Receive states.
+const (
+	rPosted = iota
+	rEager  // matched to the eager message arriving from mp (mp.cur)
+	rRdv    // matched to a rendezvous message, CTS sent
+	rDone
+)
+
+type recvOp struct {
+	opBase
+	src  uint32
+	any  bool
+	tag  uint64
+	mask uint64
+	buf  []byte
+	seq  uint64 // post order
+
+	prev, next *recvOp
+	inList     bool
+
+	state  uint8
+	mp     *peer // matched message's sender
+	msgSeq uint64
+	msgID  uint64
+	msgTag uint64
+	total  uint64
+	got    uint64
+	accept uint64
+	recvID uint64
+	pooled bool
+}
+
+// unexpMsg is a message that arrived before a matching receive: an eager
+// message (complete or arriving) or an RTS.
+type unexpMsg struct {
+	p        *peer
+	src      uint32
+	tag      uint64
+	msgID    uint64
+	total    uint64
+	got      uint64
+	seq      uint64
+	rdv      bool
+	complete bool
+	data     *ubuf
+	charge   int
+
+	prev, next *unexpMsg
+}
+
+var unexpPool = sync.Pool{New: func() any { return new(unexpMsg) }}
+
+func newUnexp(v unexpMsg) *unexpMsg {
+	u := unexpPool.Get().(*unexpMsg)
+	*u = v
+	return u
+}
+
+func freeUnexp(u *unexpMsg) {
+	*u = unexpMsg{}
+	unexpPool.Put(u)
+}
+
+// ---- queues ----
+
+type qent struct {
+	op  *sendOp
+	gen uint32
+}
+
+// opQueue is a FIFO of send operations with lazy deletion: an entry is
+// live while its generation matches the operation's and the operation is
+// not dead.
+type opQueue struct {
+	ents []qent
+	head int
+}
+
+func (q *opQueue) push(op *sendOp) {
+	op.qgen++
+	q.ents = append(q.ents, qent{op, op.qgen})
+}
+
+func (q *opQueue) peek() *sendOp {
+	for q.head < len(q.ents) {
+		e := q.ents[q.head]
+		if e.gen == e.op.qgen && !e.op.dead {
+			return e.op
+		}
+		q.ents[q.head] = qent{}
+		q.head++
+	}
+	q.clear()
+	return nil
+}
+
+func (q *opQueue) pop() {
+	q.ents[q.head] = qent{}
+	q.head++
+	if q.head == len(q.ents) {
+		q.clear()
+	}
+}
+
+func (q *opQueue) clear() {
+	clear(q.ents)
+	q.ents = q.ents[:0]
+	q.head = 0
+}
+
+// live calls f for each live operation.
+func (q *opQueue) live(f func(*sendOp)) {
+	for _, e := range q.ents[q.head:] {
+		if e.op != nil && e.gen == e.op.qgen {
+			f(e.op)
+		}
+	}
+}
+
+type recvList struct{ head, tail *recvOp }
+
+// insert places r by its seq (post order).
+func (l *recvList) insert(r *recvOp) {
+	r.inList = true
+	at := l.tail
+	for at != nil && at.seq > r.seq {
+		at = at.prev
+	}
+	r.prev = at
+	if at == nil {
+		r.next = l.head
+		l.head = r
+	} else {
+		r.next = at.next
+		at.next = r
+	}
+	if r.next == nil {
+		l.tail = r
+	} else {
+		r.next.prev = r
+	}
+}
+
+func (l *recvList) remove(r *recvOp) {
+	if !r.inList {
+		return
+	}
+	r.inList = false
+	if r.prev == nil {
+		l.head = r.next
+	} else {
+		r.prev.next = r.next
+	}
+	if r.next == nil {
+		l.tail = r.prev
+	} else {
+		r.next.prev = r.prev
+	}
+	r.prev, r.next = nil, nil
+}
+
+type unexpList struct{ head, tail *unexpMsg }
+
+// insert places u by its seq (arrival order).
+func (l *unexpList) insert(u *unexpMsg) {
+	at := l.tail
+	for at != nil && at.seq > u.seq {
+		at = at.prev
+	}
+	u.prev = at
+	if at == nil {
+		u.next = l.head
+		l.head = u
+	} else {
+		u.next = at.next
+		at.next = u
+	}
+	if u.next == nil {
+		l.tail = u
+	} else {
+		u.next.prev = u
+	}
+}
+
+func (l *unexpList) remove(u *unexpMsg) {
+	if u.prev == nil {
+		l.head = u.next
+	} else {
+		u.prev.next = u.next
+	}
+	if u.next == nil {
+		l.tail = u.prev
+	} else {
+		u.next.prev = u.prev
+	}
+	u.prev, u.next = nil, nil
+}
+
+// ---- public API ----
+
+// Send sends buf to peer with tag and returns when the peer has
+// acknowledged all of it (eager) or received all of it into the matching
+// receive (rendezvous). buf must not change until Send returns. If ctx ends
+// first, Send returns ctx.Err() and the message is either withdrawn or
+// delivered in full, never in part.
+func (ep *Endpoint) Send(ctx context.Context, peer uint32, tag uint64, buf []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	op := sendOpPool.Get().(*sendOp)
+	op.tag, op.buf, op.pooled = tag, buf, true
+	ep.mu.Lock()
+	p, err := ep.startSend(op, peer)
+	ep.mu.Unlock()
+	if err != nil {
+		ep.recycleSend(op)
+		return err
+	}
+	ep.pump(p)
+	select {
+	case <-op.sig:
+	case <-ctx.Done():
+		ep.cancel(op, nil, ctx.Err())
+		<-op.sig
+	}
+	err = op.err
+	if err == nil {
+		ep.recycleSend(op)
+	}
+	return err
+}
+
+// SendAsync starts a Send and returns its Request. Cancelling ctx cancels
+// the send (see Request.Cancel).
+func (ep *Endpoint) SendAsync(ctx context.Context, peer uint32, tag uint64, buf []byte) *Request {
+	req := &Request{ep: ep, done: make(chan struct{})}
+	op := &sendOp{tag: tag, buf: buf}
+	op.req, req.send = req, op
+	if err := ctx.Err(); err != nil {
+		req.err = err
+		close(req.done)
+		return req
+	}
+	ep.mu.Lock()
+	p, err := ep.startSend(op, peer)
+	if err == nil && ctx.Done() != nil {
+		req.stop = context.AfterFunc(ctx, func() { ep.cancel(op, nil, ctx.Err()) })
+	}
+	ep.mu.Unlock()
+	if err != nil {
+		req.err = err
+		close(req.done)
+		return req
+	}
+	ep.pump(p)
+	return req
+}
+
+// startSend validates and queues op. Under ep.mu.
+func (ep *Endpoint) startSend(op *sendOp, rank uint32) (*peer, error) {
+	if ep.closed {
+		return nil, ErrClosed
+	}
+	p := ep.peers[rank]
+	if p == nil {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownPeer, rank)
+	}
+	if p.down {
+		return nil, errPeerDown
+	}
+	ep.nextMsgID++
+	op.msgID = ep.nextMsgID
+	op.dst = p
+	op.rdv = len(op.buf) > ep.cfg.EagerLimit
+	op.phase = phQueued
+	ep.associate(&op.opBase, p)
+	p.msgQ.push(op)
+	return p, nil
+}
+
+func (ep *Endpoint) recycleSend(op *sendOp) {
+	if !op.pooled {
+		return
+	}
+	*op = sendOp{opBase: opBase{sig: op.sig}}
+	sendOpPool.Put(op)
+}
+
+// Recv receives a message from peer (or AnySource) whose tag matches:
+// (msgTag & tagMask) == (tag & tagMask). Receives are matched in post
+// order, and messages from one peer in the order they were sent. A buffer
+// shorter than the message gets its first len(buf) bytes and ErrTruncated,
+// with Status.Len the message's length. If ctx ends first, Recv returns
+// ctx.Err() and no message is consumed.
+func (ep *Endpoint) Recv(ctx context.Context, peer uint32, tag, tagMask uint64, buf []byte) (Status, error) {
+	if err := ctx.Err(); err != nil {
+		return Status{}, err
+	}
+	r := recvOpPool.Get().(*recvOp)
+	r.pooled = true
+	r.src, r.tag, r.mask, r.buf, r.any = peer, tag, tagMask, buf, peer == AnySource
+	ep.mu.Lock()
+	p, err := ep.startRecv(r)
+	ep.mu.Unlock()
+	if err != nil {
+		ep.recycleRecv(r)
+		return Status{}, err
+	}
+	if p != nil {
+		ep.pump(p)
+	}
+	select {
+	case <-r.sig:
+	case <-ctx.Done():
+		ep.cancel(nil, r, ctx.Err())
+		<-r.sig
+	}
+	st, err := r.status, r.err
+	if err == nil || err == ErrTruncated {
+		ep.recycleRecv(r)
+	}
+	return st, err
+}
+
+// RecvAsync starts a Recv and returns its Request. Cancelling ctx cancels
+// the receive (see Request.Cancel).
+func (ep *Endpoint) RecvAsync(ctx context.Context, peer uint32, tag, tagMask uint64, buf []byte) *Request {
+	req := &Request{ep: ep, done: make(chan struct{})}
+	r := &recvOp{src: peer, tag: tag, mask: tagMask, buf: buf, any: peer == AnySource}
+	r.req, req.recv = req, r
+	if err := ctx.Err(); err != nil {
+		req.err = err
+		close(req.done)
+		return req
+	}
+	ep.mu.Lock()
+	p, err := ep.startRecv(r)
+	if err == nil && !r.done && ctx.Done() != nil {
+		req.stop = context.AfterFunc(ctx, func() { ep.cancel(nil, r, ctx.Err()) })
+	}
+	ep.mu.Unlock()
+	if err != nil {
+		req.err = err
+		close(req.done)
+		return req
+	}
+	if p != nil {
+		ep.pump(p)
+	}
+	return req
+}
+
+// startRecv validates and posts r; it returns a peer to pump (a CTS was
+// queued). Under ep.mu.
+func (ep *Endpoint) startRecv(r *recvOp) (*peer, error) {
+	if ep.closed {
+		return nil, ErrClosed
+	}
+	if !r.any {
+		p := ep.peers[r.src]
+		if p == nil {
+			return nil, fmt.Errorf("%w: %d", ErrUnknownPeer, r.src)
+		}
+		if p.down {
+			return nil, errPeerDown
+		}
+		ep.associate(&r.opBase, p)
+	}
+	ep.nextSeq++
+	r.seq = ep.nextSeq
+	p := ep.post(r)
+	ep.retryRefused()
+	return p, nil
+}
+
+func (ep *Endpoint) recycleRecv(r *recvOp) {
+	if !r.pooled {
+		return
+	}
+	*r = recvOp{opBase: opBase{sig: r.sig}}
+	recvOpPool.Put(r)
+}
+
+func (r *recvOp) matches(src uint32, tag uint64) bool {
+	return (r.any || r.src == src) && tag&r.mask == r.tag&r.mask
+}
+
+// post matches r against the unexpected messages or queues it. It returns
+// the peer to pump if a CTS was queued. Under ep.mu.
+func (ep *Endpoint) post(r *recvOp) *peer {
+	r.state = rPosted
+	for u := ep.unexp.head; u != nil; u = u.next {
+		if !r.matches(u.src, u.tag) {
+			continue
+		}
+		ep.unexp.remove(u)
+		ep.unexpUsed -= u.charge
+		var pumpPeer *peer
+		switch {
+		case u.rdv:
+			ep.startRdv(r, u.p, u.msgID, u.tag, u.total, u.seq)
+			pumpPeer = u.p
+		case u.complete:
+			copy(r.buf, u.data.b[:u.total])
+			putUbuf(u.data)
+			r.mp, r.msgTag, r.total = u.p, u.tag, u.total
+			ep.finishRecvOK(r)
+		default:
+			// Still arriving: the receive takes over as the target.
+			copy(r.buf, u.data.b[:u.got])
+			putUbuf(u.data)
+			ep.matchEager(r, u.p, u.msgID, u.tag, u.total, u.seq)
+			c := &u.p.cur
+			c.unexp, c.recv = nil, r
+		}
+		freeUnexp(u)
+		return pumpPeer
+	}
+	ep.posted.insert(r)
+	return nil
+}
+
+// matchPosted returns the first posted receive matching a message.
+func (ep *Endpoint) matchPosted(src uint32, tag uint64) *recvOp {
+	for r := ep.posted.head; r != nil; r = r.next {
+		if r.matches(src, tag) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (ep *Endpoint) matchEager(r *recvOp, p *peer, msgID, tag, total, seq uint64) {
+	ep.posted.remove(r)
+	r.state, r.mp, r.msgID, r.msgTag, r.total, r.msgSeq = rEager, p, msgID, tag, total, seq
+	ep.associate(&r.opBase, p)
+}
+
+// startRdv matches r to a rendezvous message and queues the CTS.
+func (ep *Endpoint) startRdv(r *recvOp, p *peer, msgID, tag, total, seq uint64) {
+	ep.posted.remove(r)
+	r.state, r.mp, r.msgID, r.msgTag, r.total, r.msgSeq = rRdv, p, msgID, tag, total, seq
+	r.accept = min(total, uint64(len(r.buf)))
+	r.got = 0
+	ep.associate(&r.opBase, p)
+	ep.nextRecvID++
+	r.recvID = ep.nextRecvID
+	ep.queueCtrl(p, ctrlItem{typ: typeCTS, msgID: msgID, recvID: r.recvID, accept: r.accept})
+	if r.accept == 0 {
+		ep.queueCtrl(p, ctrlItem{typ: typeFin, msgID: msgID})
+		ep.finishRecvOK(r)
+		return
+	}
+	ep.rdvRecvs[r.recvID] = r
+}
+
+func (ep *Endpoint) finishRecvOK(r *recvOp) {
+	var err error
+	if r.total > uint64(len(r.buf)) {
+		err = ErrTruncated
+	}
+	r.state = rDone
+	r.complete(Status{Source: r.mp.rank, Tag: r.msgTag, Len: int(r.total)}, err)
+}
+
+func (ep *Endpoint) finishRecv(r *recvOp, err error) {
+	r.state = rDone
+	r.complete(Status{}, err)
+}
+
+func (ep *Endpoint) finishSend(op *sendOp, err error) {
+	if err != nil {
+		op.dead = true
+	}
+	op.complete(Status{}, err)
+}
+
+func (ep *Endpoint) dropUnexp(u *unexpMsg) {
+	ep.unexp.remove(u)
+	ep.unexpUsed -= u.charge
+	if u.data != nil {
+		putUbuf(u.data)
+		u.data = nil
+	}
+	if c := &u.p.cur; c.unexp == u {
+		c.unexp = nil
+		c.discard = true
+	}
+	freeUnexp(u)
+}
+
+// ---- incoming message packets (under ep.mu) ----
+
+func (ep *Endpoint) admit(charge int) bool {
+	return ep.unexpUsed == 0 || ep.unexpUsed+charge <= ep.cfg.UnexpectedBytes
+}
+
+func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
+	c := &p.cur
+	if h.Offset == 0 {
+		if c.active {
+			ep.abortCur(p) // the previous message was abandoned
+		}
+		r := ep.matchPosted(p.rank, h.Tag)
+		if r == nil {
+			charge := int(h.Total) + unexpOverhead
+			if !ep.admit(charge) {
+				return false
+			}
+			ep.nextSeq++
+			u := newUnexp(unexpMsg{p: p, src: p.rank, tag: h.Tag, msgID: h.MsgID, total: h.Total,
+				seq: ep.nextSeq, charge: charge, data: getUbuf(int(h.Total))})
+			ep.unexpUsed += charge
+			ep.unexp.insert(u)
+			*c = curMsg{active: true, msgID: h.MsgID, tag: h.Tag, total: h.Total, seq: u.seq, unexp: u}
+		} else {
+			ep.nextSeq++
+			ep.matchEager(r, p, h.MsgID, h.Tag, h.Total, ep.nextSeq)
+			*c = curMsg{active: true, msgID: h.MsgID, tag: h.Tag, total: h.Total, seq: ep.nextSeq, recv: r}
+		}
+	} else if !c.active || c.msgID != h.MsgID || c.got != h.Offset || c.total != h.Total {
+		ep.st.malformed.Add(1)
+		return true
+	}
+	switch {
+	case c.recv != nil:
+		if b := c.recv.buf; c.got < uint64(len(b)) {
+			copy(b[c.got:], payload)
+		}
+	case c.unexp != nil:
+		copy(c.unexp.data.b[c.got:], payload)
+		c.unexp.got = c.got + uint64(len(payload))
+	}
+	c.got += uint64(len(payload))
+	if c.got == c.total {
+		if c.recv != nil {
+			ep.finishRecvOK(c.recv)
+		}
+		if c.unexp != nil {
+			c.unexp.complete = true
+		}
+		*c = curMsg{}
+	}
+	return true
+}
+
+// abortCur abandons the eager message arriving from p: its receive goes
+// back to the posted queue, or its unexpected buffer is dropped.
+func (ep *Endpoint) abortCur(p *peer) {
+	c := p.cur
+	p.cur = curMsg{}
+	if c.recv != nil {
+		ep.repost(c.recv)
+	}
+	if c.unexp != nil {
+		ep.dropUnexp(c.unexp)
+		p.cur = curMsg{}
+	}
+}
+
+// repost puts a matched receive back in the posted queue at its original
+// place (its message was withdrawn).
+func (ep *Endpoint) repost(r *recvOp) {
+	if r.any {
+		r.dissociate()
+	}
+	r.mp = nil
+	if p := ep.post(r); p != nil {
+		p.needPump = true
+	}
+}
+
+func (ep *Endpoint) onRTS(p *peer, h *header) bool {
+	if r := ep.matchPosted(p.rank, h.Tag); r != nil {
+		ep.nextSeq++
+		ep.startRdv(r, p, h.MsgID, h.Tag, h.Total, ep.nextSeq)
+		return true
+	}
+	if !ep.admit(unexpOverhead) {
+		return false
+	}
+	ep.nextSeq++
+	ep.unexpUsed += unexpOverhead
+	ep.unexp.insert(newUnexp(unexpMsg{p: p, src: p.rank, tag: h.Tag, msgID: h.MsgID, total: h.Total,
+		seq: ep.nextSeq, rdv: true, charge: unexpOverhead}))
+	return true
+}
+
+func (ep *Endpoint) onData(p *peer, h *header, payload []byte) {
+	r := ep.rdvRecvs[h.RecvID]
+	if r == nil || r.mp != p {
+		return // its receive was cancelled: stale data
+	}
+	if h.Offset > r.accept || uint64(len(payload)) > r.accept-h.Offset {
+		ep.st.malformed.Add(1)
+		return
+	}
+	copy(r.buf[h.Offset:], payload)
+	r.got += uint64(len(payload))
+	if r.got >= r.accept {
+		delete(ep.rdvRecvs, r.recvID)
+		ep.queueCtrl(p, ctrlItem{typ: typeFin, msgID: r.msgID})
+		ep.finishRecvOK(r)
+	}
+}
+
+func (ep *Endpoint) onCTS(p *peer, h *header) {
+	op := p.awaitCTS[h.MsgID]
+	if op == nil || op.phase != phRTS {
+		return
+	}
+	op.recvID = h.RecvID
+	op.sendLen = int(min(h.Accept, uint64(len(op.buf))))
+	op.off = 0
+	if op.sendLen == 0 {
+		op.phase = phFin
+		return
+	}
+	op.phase = phData
+	p.dataQ.push(op)
+	p.needPump = true
+}
+
+func (ep *Endpoint) onFin(p *peer, h *header) {
+	op := p.awaitCTS[h.MsgID]
+	if op == nil || op.phase != phFin {
+		return
+	}
+	delete(p.awaitCTS, h.MsgID)
+	// Complete once the ring holds no packet of op (the ACK of the last
+	// data packet may come after the FIN), so that op can be reused.
+	op.finned = true
+	if op.unacked == 0 {
+		ep.finishSend(op, nil)
+	}
+}
+
+func (ep *Endpoint) onRevoke(p *peer, h *header) {
+	op := p.awaitCTS[h.MsgID]
+	if op == nil || op.phase == phRTS {
+		return
+	}
+	// The receive was cancelled; wait for the next CTS and start over.
+	op.qgen++ // drops its dataQ entry
+	op.phase = phRTS
+	op.off = 0
+}
+
+func (ep *Endpoint) onCancel(p *peer, h *header) {
+	if c := &p.cur; c.active && c.msgID == h.MsgID {
+		ep.abortCur(p)
+		return
+	}
+	for u := ep.unexp.head; u != nil; u = u.next {
+		if u.p == p && u.msgID == h.MsgID && (u.rdv || !u.complete) {
+			ep.dropUnexp(u)
+			return
+		}
+	}
+	for id, r := range ep.rdvRecvs {
+		if r.mp == p && r.msgID == h.MsgID {
+			delete(ep.rdvRecvs, id)
+			ep.repost(r)
+			return
+		}
+	}
+}
+
+// ---- cancellation ----
+
+// cancel withdraws a send or receive that has not completed.
+func (ep *Endpoint) cancel(op *sendOp, r *recvOp, err error) {
+	ep.mu.Lock()
+	var p *peer
+	if op != nil {
+		p = ep.cancelSend(op, err)
+	}
+	if r != nil {
+		p = ep.cancelRecv(r, err)
+	}
+	ep.mu.Unlock()
+	if p != nil {
+		ep.kickTx()
+	}
+}
+
+func (ep *Endpoint) cancelSend(op *sendOp, err error) *peer {
+	if op.done {
+		return nil
+	}
+	p := op.dst
+	switch {
+	case !op.started:
+		ep.finishSend(op, err) // its msgQ entry is skipped from now on
+		return nil
+	case !op.rdv:
+		// Fragments are on the wire: finish the message in the
+		// background from a private copy, so that it arrives whole.
+		if !op.allBuilt {
+			op.buf = bytes.Clone(op.buf)
+		}
+		op.pooled = false
+		op.complete(Status{}, err)
+		return nil
+	default:
+		delete(p.awaitCTS, op.msgID)
+		ep.finishSend(op, err)
+		ep.queueCtrl(p, ctrlItem{typ: typeCancel, msgID: op.msgID})
+		return p
+	}
+}
+
+func (ep *Endpoint) cancelRecv(r *recvOp, err error) *peer {
+	if r.done {
+		return nil
+	}
+	switch r.state {
+	case rPosted:
+		ep.posted.remove(r)
+	case rEager:
+		// Give the partly received message back to the unexpected pool,
+		// in its place, so that a later receive gets it whole.
+		p := r.mp
+		c := &p.cur
+		u := newUnexp(unexpMsg{p: p, src: p.rank, tag: r.msgTag, msgID: r.msgID, total: r.total,
+			got: c.got, seq: r.msgSeq, charge: int(r.total) + unexpOverhead, data: getUbuf(int(r.total))})
+		copy(u.data.b, r.buf[:min(c.got, uint64(len(r.buf)))])
+		ep.unexpUsed += u.charge
+		ep.unexp.insert(u)
+		c.recv, c.unexp = nil, u
+	case rRdv:
+		p := r.mp
+		delete(ep.rdvRecvs, r.recvID)
+		ep.queueCtrl(p, ctrlItem{typ: typeRevoke, msgID: r.msgID})
+		ep.unexpUsed += unexpOverhead
+		ep.unexp.insert(newUnexp(unexpMsg{p: p, src: p.rank, tag: r.msgTag, msgID: r.msgID, total: r.total,
+			seq: r.msgSeq, rdv: true, charge: unexpOverhead}))
+		ep.finishRecv(r, err)
+		return p
+	}
+	ep.finishRecv(r, err)
+	return nil
+}

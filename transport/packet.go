@@ -1,0 +1,273 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Transport packet formats (PROTOCOL_DRAFT.md). Every transport packet is
+// the encrypted payload of one sealed datagram: the transport header is
+// never in clear. All integers are big-endian.
+//
+//	common header (12 bytes, every packet)
+//	  Type (1) | Flags (1) | Reserved (2) = 0 | DstRank (4) | DstInc (4)
+//	reliable packets (Type >= typeEager) add
+//	  PSN (4)
+//	then the type's fixed fields, then (EAGER, DATA) the payload.
+
+// pktType is the transport packet type.
+type pktType uint8
+
+const (
+	typeAck    pktType = 1 // cumulative ACK, receive window, SACK ranges (unreliable)
+	typePing   pktType = 2 // keepalive / discovery probe, answered by an ACK (unreliable)
+	typeEager  pktType = 3 // one fragment of an eager message
+	typeRTS    pktType = 4 // rendezvous request to send
+	typeCTS    pktType = 5 // rendezvous clear to send
+	typeData   pktType = 6 // rendezvous data fragment
+	typeCancel pktType = 7 // sender withdraws a message (partial eager, or RTS)
+	typeRevoke pktType = 8 // receiver withdraws a CTS (its receive was cancelled)
+	typeFin    pktType = 9 // receiver has all of a rendezvous message's data
+	typeMax            = typeFin
+)
+
+var typeNames = [...]string{"?", "ACK", "PING", "EAGER", "RTS", "CTS", "DATA", "CANCEL", "REVOKE", "FIN"}
+
+func (t pktType) String() string {
+	if int(t) < len(typeNames) && t != 0 {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// reliable reports whether packets of type t carry a PSN and are delivered
+// reliably and in order.
+func (t pktType) reliable() bool { return t >= typeEager && t <= typeMax }
+
+// Flags.
+const (
+	// flagAckNow asks the receiver to acknowledge at once (last packet of a
+	// message: the sender is waiting).
+	flagAckNow = 1 << 0
+	flagsKnown = flagAckNow
+)
+
+// Header sizes.
+const (
+	commonLen   = 12
+	reliableLen = commonLen + 4
+	eagerHdrLen = reliableLen + 8 + 8 + 4 + 4 // msgID, tag, total, offset
+	rtsLen      = reliableLen + 8 + 8 + 8     // msgID, tag, total
+	ctsLen      = reliableLen + 8 + 8 + 8     // msgID, recvID, accept
+	dataHdrLen  = reliableLen + 8 + 8         // recvID, offset
+	msgIDPktLen = reliableLen + 8             // CANCEL, REVOKE, FIN
+	pingLen     = commonLen
+	ackFixedLen = commonLen + 4 + 4 + 4 // cum, wnd, n + pad
+	// maxSACK is the most SACK ranges one ACK carries.
+	maxSACK   = 16
+	ackMaxLen = ackFixedLen + maxSACK*8
+	// maxHdrLen is the longest transport header (payload excluded).
+	maxHdrLen = ackMaxLen
+)
+
+// Parse errors: preallocated, so a flood of malformed packets allocates
+// nothing. All wrap errMalformed.
+var (
+	errMalformed = errors.New("transport: malformed packet")
+	errShort     = fmt.Errorf("%w: shorter than its header", errMalformed)
+	errType      = fmt.Errorf("%w: unknown type", errMalformed)
+	errFlags     = fmt.Errorf("%w: undefined flags", errMalformed)
+	errReserved  = fmt.Errorf("%w: reserved field not zero", errMalformed)
+	errLength    = fmt.Errorf("%w: length does not match type", errMalformed)
+	errFragment  = fmt.Errorf("%w: fragment outside its message", errMalformed)
+	errSACKCount = fmt.Errorf("%w: too many SACK ranges", errMalformed)
+	errSACKRange = fmt.Errorf("%w: empty or backward SACK range", errMalformed)
+)
+
+// sackRange is a half-open PSN range [Start, End) the receiver holds beyond
+// its cumulative ACK.
+type sackRange struct{ Start, End uint32 }
+
+// header is a decoded transport header. Which fields are meaningful depends
+// on Type; the rest are zero.
+type header struct {
+	Type    pktType
+	Flags   uint8
+	DstRank uint32
+	DstInc  uint32
+	PSN     uint32 // reliable types
+
+	MsgID  uint64 // EAGER, RTS, CTS, CANCEL, REVOKE, FIN
+	Tag    uint64 // EAGER, RTS
+	Total  uint64 // EAGER (< 2^32), RTS: message length
+	Offset uint64 // EAGER (< 2^32), DATA: payload's offset in the message
+	RecvID uint64 // CTS, DATA: the receiver's handle for a matched receive
+	Accept uint64 // CTS: bytes the receiver accepts (<= Total of the RTS)
+
+	// ACK
+	CumAck uint32 // next PSN expected in order
+	Wnd    uint32 // packets accepted beyond CumAck (0: stop sending new data)
+	NSACK  uint8
+	SACK   [maxSACK]sackRange
+}
+
+// Len returns the encoded header length (payload excluded), or 0 for an
+// unknown type.
+func (h *header) Len() int {
+	switch h.Type {
+	case typeAck:
+		return ackFixedLen + int(h.NSACK)*8
+	case typePing:
+		return pingLen
+	case typeEager:
+		return eagerHdrLen
+	case typeRTS:
+		return rtsLen
+	case typeCTS:
+		return ctsLen
+	case typeData:
+		return dataHdrLen
+	case typeCancel, typeRevoke, typeFin:
+		return msgIDPktLen
+	}
+	return 0
+}
+
+// AppendTo appends the encoded header to b. It does not validate field
+// ranges beyond what the encoding needs; the sender builds headers from its
+// own state. It allocates only if b lacks the capacity.
+func (h *header) AppendTo(b []byte) []byte {
+	b = append(b, byte(h.Type), h.Flags, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, h.DstRank)
+	b = binary.BigEndian.AppendUint32(b, h.DstInc)
+	if h.Type.reliable() {
+		b = binary.BigEndian.AppendUint32(b, h.PSN)
+	}
+	be := binary.BigEndian
+	switch h.Type {
+	case typeAck:
+		b = be.AppendUint32(b, h.CumAck)
+		b = be.AppendUint32(b, h.Wnd)
+		b = append(b, h.NSACK, 0, 0, 0)
+		for i := range int(h.NSACK) {
+			b = be.AppendUint32(b, h.SACK[i].Start)
+			b = be.AppendUint32(b, h.SACK[i].End)
+		}
+	case typeEager:
+		b = be.AppendUint64(b, h.MsgID)
+		b = be.AppendUint64(b, h.Tag)
+		b = be.AppendUint32(b, uint32(h.Total))
+		b = be.AppendUint32(b, uint32(h.Offset))
+	case typeRTS:
+		b = be.AppendUint64(b, h.MsgID)
+		b = be.AppendUint64(b, h.Tag)
+		b = be.AppendUint64(b, h.Total)
+	case typeCTS:
+		b = be.AppendUint64(b, h.MsgID)
+		b = be.AppendUint64(b, h.RecvID)
+		b = be.AppendUint64(b, h.Accept)
+	case typeData:
+		b = be.AppendUint64(b, h.RecvID)
+		b = be.AppendUint64(b, h.Offset)
+	case typeCancel, typeRevoke, typeFin:
+		b = be.AppendUint64(b, h.MsgID)
+	}
+	return b
+}
+
+// parse decodes the transport header at the start of p (the decrypted
+// payload) into h and returns the packet's payload (EAGER, DATA; empty for
+// other types). It checks every length before reading, never panics and
+// never allocates.
+func (h *header) parse(p []byte) (payload []byte, err error) {
+	if len(p) < commonLen {
+		return nil, errShort
+	}
+	*h = header{}
+	h.Type = pktType(p[0])
+	h.Flags = p[1]
+	if h.Type == 0 || h.Type > typeMax {
+		return nil, errType
+	}
+	if h.Flags&^flagsKnown != 0 {
+		return nil, errFlags
+	}
+	if p[2] != 0 || p[3] != 0 {
+		return nil, errReserved
+	}
+	be := binary.BigEndian
+	h.DstRank = be.Uint32(p[4:])
+	h.DstInc = be.Uint32(p[8:])
+	if h.Type == typeAck {
+		if len(p) < ackFixedLen {
+			return nil, errShort
+		}
+		h.CumAck = be.Uint32(p[12:])
+		h.Wnd = be.Uint32(p[16:])
+		n := int(p[20])
+		if p[21] != 0 || p[22] != 0 || p[23] != 0 {
+			return nil, errReserved
+		}
+		if n > maxSACK {
+			return nil, errSACKCount
+		}
+		if len(p) != ackFixedLen+8*n {
+			return nil, errLength
+		}
+		h.NSACK = uint8(n)
+		q := p[ackFixedLen:]
+		for i := range n {
+			r := sackRange{be.Uint32(q[8*i:]), be.Uint32(q[8*i+4:])}
+			if int32(r.End-r.Start) <= 0 {
+				return nil, errSACKRange
+			}
+			h.SACK[i] = r
+		}
+		return nil, nil
+	}
+	n := h.Len()
+	if len(p) < n {
+		return nil, errShort
+	}
+	var q []byte
+	if h.Type.reliable() {
+		h.PSN = be.Uint32(p[12:])
+		q = p[reliableLen:]
+	}
+	switch h.Type {
+	case typePing:
+	case typeEager:
+		h.MsgID = be.Uint64(q)
+		h.Tag = be.Uint64(q[8:])
+		h.Total = uint64(be.Uint32(q[16:]))
+		h.Offset = uint64(be.Uint32(q[20:]))
+		payload = p[n:]
+		if h.Offset > h.Total || uint64(len(payload)) > h.Total-h.Offset {
+			return nil, errFragment
+		}
+		return payload, nil
+	case typeRTS:
+		h.MsgID = be.Uint64(q)
+		h.Tag = be.Uint64(q[8:])
+		h.Total = be.Uint64(q[16:])
+	case typeCTS:
+		h.MsgID = be.Uint64(q)
+		h.RecvID = be.Uint64(q[8:])
+		h.Accept = be.Uint64(q[16:])
+	case typeData:
+		h.RecvID = be.Uint64(q)
+		h.Offset = be.Uint64(q[8:])
+		payload = p[n:]
+		if h.Offset > 1<<62 || uint64(len(payload)) > 1<<62-h.Offset {
+			return nil, errFragment
+		}
+		return payload, nil
+	case typeCancel, typeRevoke, typeFin:
+		h.MsgID = be.Uint64(q)
+	}
+	if len(p) != n {
+		return nil, errLength
+	}
+	return nil, nil
+}

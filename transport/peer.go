@@ -1,0 +1,722 @@
+package transport
+
+import (
+	"math/bits"
+	"net/netip"
+	"time"
+
+	"github.com/sealring/sealring/transport/wire"
+)
+
+// Transmit slot states.
+const (
+	txFree     = iota
+	txInflight // sent, not acknowledged, not deemed lost
+	txLost     // deemed lost, waiting for retransmission
+	txSacked   // selectively acknowledged (buffer released), below the cumulative ACK's reach
+)
+
+// txSlot is one reliable packet between sndUna and sndNxt.
+type txSlot struct {
+	buf    *pbuf
+	op     *sendOp // nil for control packets (CTS, CANCEL, REVOKE, FIN)
+	sentAt int64
+	txSeq  uint64 // transmission order, for loss detection
+	state  uint8
+	retx   uint8
+}
+
+// Receive slot states.
+const (
+	rxEmpty    = iota
+	rxHeld     // copied, waiting for the packets before it
+	rxConsumed // already processed out of order (rendezvous DATA)
+)
+
+type rxSlot struct {
+	buf   *pbuf
+	state uint8
+}
+
+// ctrlItem is a reliable control packet waiting to be sent.
+type ctrlItem struct {
+	typ                   pktType
+	msgID, recvID, accept uint64
+}
+
+// peer is the reliability and message state for one remote rank. All
+// fields are guarded by Endpoint.mu.
+type peer struct {
+	rank     uint32
+	addr     netip.AddrPort
+	inc      uint32
+	incKnown bool
+	down     bool // timed out, not heard from since
+	removed  bool
+
+	lastHeard, lastPing, activeSince int64
+	probeIv                          int64
+	nOps                             int // operations that wait on this peer
+
+	// Send side.
+	mask         uint32
+	tx           []txSlot
+	sndUna       uint32 // oldest unacknowledged PSN
+	sndNxt       uint32 // next PSN to assign
+	pipe         int    // slots txInflight
+	nLost        int    // slots txLost
+	cwnd         float64
+	ssthresh     float64
+	rwnd         uint32
+	inRecovery   bool
+	recoverPSN   uint32
+	srtt, rttvar time.Duration
+	rto          time.Duration
+	hasRTT       bool
+	rtoAt        int64
+	txSeq        uint64
+	hiDelivered  uint64
+	ctrlQ        []ctrlItem
+	msgQ         opQueue // eager messages and RTS, in send order
+	dataQ        opQueue // rendezvous data after CTS
+	awaitCTS     map[uint64]*sendOp
+	pumping      bool
+	pumpAgain    bool
+	needPump     bool
+	pingNow      bool
+
+	// Pump scratch, reused (only the pumping goroutine touches it).
+	wmsgs []wire.Message
+	wbufs []*pbuf
+	fresh []*pbuf
+
+	// Receive side.
+	rx         []rxSlot
+	rcvNxt     uint32 // next PSN expected in order
+	rxMax      uint32 // one past the highest PSN held out of order
+	ackPending int
+	ackDue     int64
+	ackNow     bool
+	refused    bool // the packet at rcvNxt is held but was refused (pool full)
+
+	// The eager message being received from this peer (fragments of one
+	// message are contiguous in the peer's stream).
+	cur curMsg
+}
+
+type curMsg struct {
+	active  bool
+	discard bool // target failed: consume the remaining fragments
+	msgID   uint64
+	tag     uint64
+	total   uint64
+	got     uint64
+	seq     uint64
+	recv    *recvOp
+	unexp   *unexpMsg
+}
+
+func (ep *Endpoint) newPeer(rank uint32) *peer {
+	n := 1 << bits.Len(uint(ep.cfg.Window-1))
+	p := &peer{
+		rank:     rank,
+		mask:     uint32(n - 1),
+		tx:       make([]txSlot, n),
+		rx:       make([]rxSlot, n),
+		awaitCTS: make(map[uint64]*sendOp),
+		probeIv:  int64(ep.cfg.InitialRTO),
+	}
+	ep.initReliability(p)
+	return p
+}
+
+func (ep *Endpoint) initReliability(p *peer) {
+	p.sndUna, p.sndNxt, p.rcvNxt, p.rxMax = 0, 0, 0, 0
+	p.pipe, p.nLost = 0, 0
+	p.cwnd = float64(ep.cfg.InitialCwnd)
+	p.ssthresh = float64(ep.cfg.Window)
+	p.rwnd = uint32(ep.cfg.Window)
+	p.inRecovery = false
+	p.rto = ep.cfg.InitialRTO
+	p.srtt, p.rttvar, p.hasRTT = 0, 0, false
+	p.rtoAt = 0
+	p.ackPending, p.ackDue, p.ackNow = 0, 0, false
+	if p.refused {
+		p.refused = false
+		ep.nRefused--
+	}
+	p.cur = curMsg{}
+	p.probeIv = int64(ep.cfg.InitialRTO)
+}
+
+// resetPeer drops all reliability state (the peer restarted).
+func (ep *Endpoint) resetPeer(p *peer) {
+	for i := range p.tx {
+		if s := &p.tx[i]; s.buf != nil {
+			s.buf.release()
+		}
+		p.tx[i] = txSlot{}
+	}
+	for i := range p.rx {
+		if s := &p.rx[i]; s.buf != nil {
+			s.buf.release()
+		}
+		p.rx[i] = rxSlot{}
+	}
+	p.ctrlQ = p.ctrlQ[:0]
+	p.msgQ.clear()
+	p.dataQ.clear()
+	clear(p.awaitCTS)
+	ep.initReliability(p)
+}
+
+// ---- send side ----
+
+// pump sends what p's windows allow: retransmissions first, then control
+// packets, eager fragments and RTS, then rendezvous data. At most one
+// goroutine pumps a peer at a time; a concurrent call asks it to go again.
+// Packets are built under ep.mu and sealed and written without it.
+func (ep *Endpoint) pump(p *peer) {
+	ep.mu.Lock()
+	if p.pumping {
+		p.pumpAgain = true
+		ep.mu.Unlock()
+		return
+	}
+	p.pumping = true
+	for !ep.closed && !p.removed {
+		p.pumpAgain = false
+		msgs, bufs, fresh := p.wmsgs[:0], p.wbufs[:0], p.fresh[:0]
+		now := ep.nanotime()
+		if p.incKnown && !p.down {
+			// Retransmissions: the same sealed bytes.
+			if p.nLost > 0 {
+				for psn := p.sndUna; psn != p.sndNxt && p.nLost > 0 && len(msgs) < ep.batch && float64(p.pipe) < p.cwnd; psn++ {
+					s := &p.tx[psn&p.mask]
+					if s.state != txLost {
+						continue
+					}
+					s.state = txInflight
+					p.nLost--
+					p.pipe++
+					s.retx++
+					p.txSeq++
+					s.txSeq = p.txSeq
+					s.sentAt = now
+					s.buf.ref()
+					bufs = append(bufs, s.buf)
+					msgs = append(msgs, wire.Message{Buf: s.buf.b, Addr: p.addr})
+					ep.st.retransmits.Add(1)
+				}
+			}
+			// New packets.
+			for len(msgs) < ep.batch && float64(p.pipe) < p.cwnd &&
+				int(p.sndNxt-p.sndUna) < ep.cfg.Window && p.sndNxt-p.sndUna < p.rwnd {
+				b := ep.buildNext(p, now)
+				if b == nil {
+					break
+				}
+				b.ref()
+				bufs = append(bufs, b)
+				fresh = append(fresh, b)
+				msgs = append(msgs, wire.Message{Addr: p.addr})
+			}
+			if p.rtoAt == 0 && p.pipe+p.nLost > 0 {
+				p.rtoAt = now + int64(p.rto)
+				ep.armAt(p.rtoAt)
+			}
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		ep.mu.Unlock()
+		// Seal the new packets; msgs holds retransmissions first, then
+		// the fresh packets in order.
+		off := len(msgs) - len(fresh)
+		k := off
+		var sealErr error
+		for i, b := range fresh {
+			sealed, err := ep.codec.seal(b.b)
+			if err != nil {
+				// codec.seal wiped the plaintext; the packet is not sent
+				// and its operation fails below.
+				ep.st.sealFailures.Add(1)
+				sealErr = err
+				continue
+			}
+			b.b = sealed
+			msgs[k] = wire.Message{Buf: b.b, Addr: msgs[off+i].Addr}
+			k++
+		}
+		ep.write(msgs[:k])
+		for _, b := range bufs {
+			b.release()
+		}
+		clear(msgs)
+		clear(bufs)
+		clear(fresh)
+		p.wmsgs, p.wbufs, p.fresh = msgs, bufs, fresh
+		ep.mu.Lock()
+		if sealErr != nil {
+			ep.failPeer(p, sealErr, false)
+		}
+	}
+	p.pumping = false
+	p.pumpAgain = false
+	ep.mu.Unlock()
+}
+
+// buildNext builds the next reliable packet for p, or returns nil if there
+// is nothing to send. Under ep.mu.
+func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
+	h := header{DstRank: p.rank, DstInc: p.inc, PSN: p.sndNxt}
+	var op *sendOp
+	var payload []byte
+	switch {
+	case len(p.ctrlQ) > 0:
+		c := p.ctrlQ[0]
+		p.ctrlQ = p.ctrlQ[1:]
+		if len(p.ctrlQ) == 0 {
+			p.ctrlQ = p.ctrlQ[:0:cap(p.ctrlQ)]
+		}
+		h.Type, h.MsgID, h.RecvID, h.Accept = c.typ, c.msgID, c.recvID, c.accept
+	default:
+		op = p.msgQ.peek()
+		if op != nil {
+			if op.rdv {
+				h.Type, h.MsgID, h.Tag, h.Total = typeRTS, op.msgID, op.tag, uint64(len(op.buf))
+				p.msgQ.pop()
+				op.phase = phRTS
+				op.started = true
+				p.awaitCTS[op.msgID] = op
+				break
+			}
+			n := min(len(op.buf)-op.off, ep.fragEager)
+			h.Type, h.MsgID, h.Tag, h.Total, h.Offset = typeEager, op.msgID, op.tag, uint64(len(op.buf)), uint64(op.off)
+			payload = op.buf[op.off : op.off+n]
+			op.off += n
+			op.started = true
+			if op.off == len(op.buf) {
+				h.Flags |= flagAckNow
+				op.allBuilt = true
+				p.msgQ.pop()
+			}
+			break
+		}
+		op = p.dataQ.peek()
+		if op == nil {
+			return nil
+		}
+		n := min(op.sendLen-op.off, ep.fragData)
+		h.Type, h.RecvID, h.Offset = typeData, op.recvID, uint64(op.off)
+		payload = op.buf[op.off : op.off+n]
+		op.off += n
+		if op.off == op.sendLen {
+			h.Flags |= flagAckNow
+			op.phase = phFin
+			p.dataQ.pop()
+		}
+	}
+	b := getPbuf(ep.pktPool)
+	b.b = h.AppendTo(b.b[:ep.codec.pre])
+	b.b = append(b.b, payload...)
+	s := &p.tx[p.sndNxt&p.mask]
+	p.txSeq++
+	*s = txSlot{buf: b, op: op, sentAt: now, txSeq: p.txSeq, state: txInflight}
+	if op != nil {
+		op.unacked++
+	}
+	p.sndNxt++
+	p.pipe++
+	return b
+}
+
+// queueCtrl queues a reliable control packet to p. Under ep.mu.
+func (ep *Endpoint) queueCtrl(p *peer, c ctrlItem) {
+	p.ctrlQ = append(p.ctrlQ, c)
+	p.needPump = true
+}
+
+// onAck processes an ACK from p under ep.mu; it reports whether the pump
+// should run.
+func (ep *Endpoint) onAck(p *peer, h *header, now int64) bool {
+	// A cumulative ACK outside [sndUna, sndNxt] is stale or bogus.
+	if int32(h.CumAck-p.sndUna) < 0 || int32(p.sndNxt-h.CumAck) < 0 {
+		return false
+	}
+	oldRwnd := p.rwnd
+	p.rwnd = h.Wnd
+	progress := h.CumAck != p.sndUna
+	acked := 0
+	var sample time.Duration = -1
+	for ; p.sndUna != h.CumAck; p.sndUna++ {
+		s := &p.tx[p.sndUna&p.mask]
+		if s.state == txInflight || s.state == txLost {
+			if s.state == txInflight && s.retx == 0 {
+				sample = time.Duration(now - s.sentAt)
+			}
+			ep.ackSlot(p, s)
+			acked++
+		}
+		*s = txSlot{}
+	}
+	for i := range int(h.NSACK) {
+		r := h.SACK[i]
+		start, end := r.Start, r.End
+		if seqLT(start, p.sndUna) {
+			start = p.sndUna
+		}
+		if seqLT(p.sndNxt, end) {
+			end = p.sndNxt
+		}
+		if !seqLT(start, end) {
+			continue // empty, or entirely outside [sndUna, sndNxt)
+		}
+		for psn := start; seqLT(psn, end); psn++ {
+			s := &p.tx[psn&p.mask]
+			if s.state == txInflight || s.state == txLost {
+				if s.state == txInflight && s.retx == 0 {
+					sample = time.Duration(now - s.sentAt)
+				}
+				ep.ackSlot(p, s)
+				s.state = txSacked
+				acked++
+			}
+		}
+	}
+	if sample >= 0 {
+		ep.rttSample(p, sample)
+	}
+	// Loss detection: a packet is lost once a packet sent 3 transmissions
+	// after it was delivered (RACK-like, robust to small reordering).
+	lost := false
+	if p.pipe > 0 && p.hiDelivered >= 3 {
+		for psn := p.sndUna; psn != p.sndNxt; psn++ {
+			s := &p.tx[psn&p.mask]
+			if s.state != txInflight {
+				continue
+			}
+			if s.txSeq+3 > p.hiDelivered {
+				if s.retx == 0 {
+					break
+				}
+				continue
+			}
+			s.state = txLost
+			p.pipe--
+			p.nLost++
+			lost = true
+		}
+	}
+	if p.inRecovery && !seqLT(p.sndUna, p.recoverPSN) {
+		p.inRecovery = false
+	}
+	if lost && !p.inRecovery {
+		p.ssthresh = max(p.cwnd/2, minCwnd)
+		p.cwnd = p.ssthresh
+		p.inRecovery = true
+		p.recoverPSN = p.sndNxt
+	} else if acked > 0 && !p.inRecovery {
+		if p.cwnd < p.ssthresh {
+			p.cwnd += float64(acked)
+		} else {
+			p.cwnd += float64(acked) / p.cwnd
+		}
+		p.cwnd = min(p.cwnd, float64(ep.cfg.Window))
+	}
+	if progress {
+		ep.computeRTO(p)
+	}
+	switch {
+	case p.pipe+p.nLost == 0:
+		p.rtoAt = 0
+	case progress || p.rtoAt == 0:
+		p.rtoAt = now + int64(p.rto)
+		ep.armAt(p.rtoAt)
+	}
+	if acked > 0 || lost || (oldRwnd == 0 && p.rwnd > 0) {
+		p.needPump = true
+	}
+	return p.needPump
+}
+
+// ackSlot releases an acknowledged packet and credits its operation.
+func (ep *Endpoint) ackSlot(p *peer, s *txSlot) {
+	if s.state == txInflight {
+		p.pipe--
+	} else {
+		p.nLost--
+	}
+	p.hiDelivered = max(p.hiDelivered, s.txSeq)
+	s.buf.release()
+	s.buf = nil
+	if op := s.op; op != nil {
+		s.op = nil
+		op.unacked--
+		if op.unacked == 0 && !op.done && (op.allBuilt && !op.rdv || op.finned) {
+			ep.finishSend(op, nil)
+		}
+	}
+}
+
+func (ep *Endpoint) rttSample(p *peer, r time.Duration) {
+	if !p.hasRTT {
+		p.srtt, p.rttvar, p.hasRTT = r, r/2, true
+	} else {
+		d := p.srtt - r
+		if d < 0 {
+			d = -d
+		}
+		p.rttvar = (3*p.rttvar + d) / 4
+		p.srtt = (7*p.srtt + r) / 8
+	}
+}
+
+func (ep *Endpoint) computeRTO(p *peer) {
+	if !p.hasRTT {
+		p.rto = ep.cfg.InitialRTO
+		return
+	}
+	p.rto = min(max(p.srtt+4*p.rttvar, ep.cfg.MinRTO), ep.cfg.MaxRTO)
+}
+
+// onRTO handles an expired retransmission timer: every outstanding packet
+// is deemed lost, the window collapses and the timer backs off.
+func (ep *Endpoint) onRTO(p *peer, now int64) {
+	if p.pipe+p.nLost == 0 {
+		p.rtoAt = 0
+		return
+	}
+	for psn := p.sndUna; psn != p.sndNxt; psn++ {
+		s := &p.tx[psn&p.mask]
+		if s.state == txInflight {
+			s.state = txLost
+			p.pipe--
+			p.nLost++
+		}
+	}
+	p.ssthresh = max(p.cwnd/2, minCwnd)
+	p.cwnd = minCwnd
+	p.inRecovery = true
+	p.recoverPSN = p.sndNxt
+	p.rto = min(p.rto*2, ep.cfg.MaxRTO)
+	p.rtoAt = now + int64(p.rto)
+	p.needPump = true
+}
+
+// ---- receive side ----
+
+// onReliable processes a reliable packet from p under ep.mu. plain is the
+// whole transport packet (header and payload), valid only during the call.
+func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now int64) {
+	d := h.PSN - p.rcvNxt
+	switch {
+	case int32(d) < 0:
+		ep.st.duplicates.Add(1)
+		p.ackNow = true // our ACK may have been lost
+		return
+	case d >= uint32(ep.cfg.Window):
+		p.ackNow = true // beyond the window: the sender will retransmit
+		return
+	case d > 0:
+		s := &p.rx[h.PSN&p.mask]
+		if s.state != rxEmpty {
+			ep.st.duplicates.Add(1)
+			p.ackNow = true
+			return
+		}
+		if h.Type == typeData {
+			// Rendezvous data lands in place whatever its order.
+			ep.onData(p, h, payload)
+			s.state = rxConsumed
+		} else {
+			b := getPbuf(ep.pktPool)
+			b.b = append(b.b, plain...)
+			s.buf, s.state = b, rxHeld
+		}
+		if seqLT(p.rxMax, h.PSN+1) {
+			p.rxMax = h.PSN + 1
+		}
+		p.ackNow = true // out of order: tell the sender at once
+		return
+	}
+	if p.refused {
+		// The slot at rcvNxt is already held (refused earlier): this is a
+		// retransmission of it.
+		ep.st.duplicates.Add(1)
+		p.ackNow = true
+		return
+	}
+	if !ep.deliver(p, h, payload) {
+		b := getPbuf(ep.pktPool)
+		b.b = append(b.b, plain...)
+		s := &p.rx[h.PSN&p.mask]
+		s.buf, s.state = b, rxHeld
+		if seqLT(p.rxMax, h.PSN+1) {
+			p.rxMax = h.PSN + 1
+		}
+		ep.refuse(p)
+		return
+	}
+	p.rcvNxt++
+	p.ackPending++
+	if h.Flags&flagAckNow != 0 || p.ackPending >= 4 {
+		p.ackNow = true
+	} else if p.ackDue == 0 {
+		p.ackDue = now + int64(ep.cfg.AckDelay)
+		ep.armAt(p.ackDue)
+	}
+	if ep.drain(p) > 0 {
+		p.ackNow = true
+	}
+}
+
+func (ep *Endpoint) refuse(p *peer) {
+	ep.st.refused.Add(1)
+	if !p.refused {
+		p.refused = true
+		ep.nRefused++
+	}
+	p.ackNow = true
+}
+
+// drain delivers the held packets that are now in order and returns how
+// many it consumed.
+func (ep *Endpoint) drain(p *peer) int {
+	n := 0
+	var h header
+	for {
+		s := &p.rx[p.rcvNxt&p.mask]
+		switch s.state {
+		case rxEmpty:
+			if !seqLT(p.rcvNxt, p.rxMax) {
+				p.rxMax = p.rcvNxt
+			}
+			return n
+		case rxConsumed:
+		case rxHeld:
+			payload, err := h.parse(s.buf.b)
+			if err == nil && !ep.deliver(p, &h, payload) {
+				if !p.refused {
+					ep.refuse(p)
+				}
+				return n
+			}
+			s.buf.release()
+		}
+		*s = rxSlot{}
+		p.rcvNxt++
+		n++
+	}
+}
+
+// retryRefused re-delivers refused packets after the unexpected pool
+// freed space. Under ep.mu.
+func (ep *Endpoint) retryRefused() {
+	if ep.nRefused == 0 {
+		return
+	}
+	for _, p := range ep.peerList {
+		if !p.refused {
+			continue
+		}
+		p.refused = false
+		ep.nRefused--
+		ep.drain(p)
+		p.ackNow = true // window update
+		p.needPump = true
+	}
+	ep.kickTx()
+}
+
+// deliver hands an in-order reliable packet to the message layer. It
+// returns false if the packet must be refused (unexpected pool full).
+func (ep *Endpoint) deliver(p *peer, h *header, payload []byte) bool {
+	switch h.Type {
+	case typeEager:
+		return ep.onEager(p, h, payload)
+	case typeRTS:
+		return ep.onRTS(p, h)
+	case typeCTS:
+		ep.onCTS(p, h)
+	case typeData:
+		ep.onData(p, h, payload)
+	case typeCancel:
+		ep.onCancel(p, h)
+	case typeRevoke:
+		ep.onRevoke(p, h)
+	case typeFin:
+		ep.onFin(p, h)
+	}
+	return true
+}
+
+// failPeer fails every operation that waits on p with err. With reset,
+// partial incoming state from p is dropped too (the peer restarted, was
+// removed, or the endpoint is closing); without, the reliability state is
+// kept so that the stream can resume if the peer answers again.
+func (ep *Endpoint) failPeer(p *peer, err error, reset bool) {
+	// Sends.
+	fail := func(op *sendOp) {
+		if op == nil || op.dead {
+			return
+		}
+		op.dead = true
+		if !reset && op.started && (op.rdv || !op.allBuilt) {
+			ep.queueCtrl(p, ctrlItem{typ: typeCancel, msgID: op.msgID})
+		}
+		if !op.done {
+			ep.finishSend(op, err)
+		}
+	}
+	p.msgQ.live(fail)
+	p.msgQ.clear()
+	p.dataQ.live(fail)
+	p.dataQ.clear()
+	for id, op := range p.awaitCTS {
+		fail(op)
+		delete(p.awaitCTS, id)
+	}
+	for psn := p.sndUna; psn != p.sndNxt; psn++ {
+		fail(p.tx[psn&p.mask].op)
+	}
+	// Receives.
+	if c := &p.cur; c.active {
+		if c.recv != nil {
+			ep.finishRecv(c.recv, err)
+			c.recv = nil
+			c.discard = true
+		}
+		if reset {
+			if c.unexp != nil {
+				ep.dropUnexp(c.unexp)
+			}
+			p.cur = curMsg{}
+		}
+	}
+	for id, r := range ep.rdvRecvs {
+		if r.p == p {
+			delete(ep.rdvRecvs, id)
+			ep.finishRecv(r, err)
+		}
+	}
+	if reset {
+		for u := ep.unexp.head; u != nil; {
+			next := u.next
+			if u.p == p && (u.rdv || !u.complete) {
+				ep.dropUnexp(u)
+			}
+			u = next
+		}
+	}
+	if err != errPeerRestarted {
+		for r := ep.posted.head; r != nil; {
+			next := r.next
+			if !r.any && r.src == p.rank {
+				ep.posted.remove(r)
+				ep.finishRecv(r, err)
+			}
+			r = next
+		}
+	}
+}
