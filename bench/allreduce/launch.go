@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/sealring/sealring/rendezvous/launch"
+)
+
+// launchLocal starts o.np copies of this program as the ranks of a job,
+// through rendezvous/launch: it hosts the job's TLS store and key
+// controller, and the ranks join with JoinFromEnv.
+func launchLocal(ctx context.Context, o options, args []string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	child := []string{exe}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-np" || a == "--np":
+			i++ // drop its value
+			continue
+		case strings.HasPrefix(a, "-np=") || strings.HasPrefix(a, "--np="):
+			continue
+		}
+		child = append(child, a)
+	}
+	stdout := &rankZeroWriter{w: os.Stdout}
+	err = launch.Run(ctx, launch.Config{
+		N:       o.np,
+		Command: child,
+		Stdout:  stdout,
+		Stderr:  os.Stderr,
+	})
+	stdout.flush()
+	return err
+}
+
+// rankZeroWriter passes rank 0's standard output through without the
+// launcher's "[rank 0] " prefix, so the table reads like all_reduce_perf's;
+// other ranks' output keeps its prefix.
+type rankZeroWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+func (z *rankZeroWriter) Write(p []byte) (int, error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.buf = append(z.buf, p...)
+	for {
+		i := bytes.IndexByte(z.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := z.buf[:i+1]
+		line = bytes.TrimPrefix(line, []byte("[rank 0] "))
+		if _, err := z.w.Write(line); err != nil {
+			return len(p), err
+		}
+		z.buf = z.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (z *rankZeroWriter) flush() {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if len(z.buf) > 0 {
+		fmt.Fprintln(z.w, string(bytes.TrimPrefix(z.buf, []byte("[rank 0] "))))
+		z.buf = nil
+	}
+}

@@ -1,0 +1,180 @@
+// Command allreduce is sealring's main benchmark: an encrypted multi-rank
+// allreduce on one machine, printed in the columns of nccl-tests'
+// all_reduce_perf so it sits beside the peers in shared/peers.
+//
+//	go run ./bench/allreduce -np 4                 # launch 4 local ranks over UDP
+//	go run ./bench/allreduce -np 2 -b 1M -e 64M    # a size range
+//	go run ./bench/allreduce -np 4 -wire mem       # 4 ranks in one process
+//	go run ./bench/allreduce -np 4 -crypto off     # the same without encryption
+//
+// Without -np it is one rank of a job started by another launcher (mpirun,
+// srun, torchrun, rendezvous/launch), e.g.
+//
+//	mpirun -np 4 -x SEALRING_STORE=127.0.0.1:29400 -x SEALRING_JOB_SECRET_FILE=/path/secret ./allreduce
+//
+// where the secret file comes from `allreduce -new-secret /path/secret`.
+// Rank 0 prints the table. Every result is checked; a wrong value makes the
+// run fail.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sealring/sealring/collectives"
+	"github.com/sealring/sealring/rendezvous"
+)
+
+type options struct {
+	np        int
+	minBytes  int64
+	maxBytes  int64
+	factor    int64
+	iters     int
+	warmup    int
+	wire      string
+	crypto    bool
+	algo      string
+	dtype     string
+	op        string
+	check     bool
+	jsonOut   bool
+	timeout   time.Duration
+	addr      string
+	cacheSize int
+	quiet     bool
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "allreduce:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("allreduce", flag.ContinueOnError)
+	var o options
+	var minS, maxS, crypto, newSecret string
+	fs.IntVar(&o.np, "np", 0, "launch this many local ranks (0: be one rank of an externally launched job)")
+	fs.StringVar(&minS, "b", "8", "smallest message size in bytes (K, M, G suffixes)")
+	fs.StringVar(&maxS, "e", "64M", "largest message size in bytes")
+	fs.Int64Var(&o.factor, "f", 2, "size multiplication factor")
+	fs.IntVar(&o.iters, "n", 0, "timed iterations per size (0: 200 up to 64 KiB, 20 up to 4 MiB, 5 above, as the peers do)")
+	fs.IntVar(&o.warmup, "w", 2, "warm-up iterations per size")
+	fs.StringVar(&o.wire, "wire", "udp", "datagram wire: udp or mem (mem runs all ranks in this process)")
+	fs.StringVar(&crypto, "crypto", "on", "per-message encryption: on or off (off: trusted networks only)")
+	fs.StringVar(&o.algo, "algo", "", "allreduce algorithm: auto, ring, rd, rabenseifner (default: SEALRING_ALGO or auto)")
+	fs.StringVar(&o.dtype, "dtype", "float32", "element type: float32, float64, int32, int64, uint8, bfloat16, float16")
+	fs.StringVar(&o.op, "op", "sum", "reduction: sum, prod, min, max")
+	fs.BoolVar(&o.check, "check", true, "check every result (a wrong value fails the run)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per size instead of the table")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "this rank's UDP address (host:port)")
+	fs.IntVar(&o.cacheSize, "cache", 0, "receive key-cache capacity (0: transport default; -1: derive every packet)")
+	fs.StringVar(&newSecret, "new-secret", "", "write a new job secret to this file (mode 0600) and exit")
+	fs.BoolVar(&o.quiet, "q", false, "no progress line on stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if newSecret != "" {
+		_, err := rendezvous.NewJobSecret(newSecret)
+		return err
+	}
+	var err error
+	if o.minBytes, err = parseSize(minS); err != nil {
+		return fmt.Errorf("-b: %w", err)
+	}
+	if o.maxBytes, err = parseSize(maxS); err != nil {
+		return fmt.Errorf("-e: %w", err)
+	}
+	if o.minBytes > o.maxBytes || o.factor < 2 {
+		return fmt.Errorf("want -b <= -e and -f >= 2")
+	}
+	switch crypto {
+	case "on":
+		o.crypto = true
+	case "off":
+	default:
+		return fmt.Errorf("-crypto must be on or off, not %q", crypto)
+	}
+	if _, err := elemSize(o.dtype); err != nil {
+		return err
+	}
+	if _, err := parseOp(o.op); err != nil {
+		return err
+	}
+	if o.algo != "" {
+		if _, err := collectives.ParseAlgorithm(o.algo); err != nil {
+			return err
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+
+	switch {
+	case o.wire == "mem":
+		if o.np < 1 {
+			return fmt.Errorf("-wire mem needs -np (all ranks run in this process)")
+		}
+		return runInProcess(ctx, o)
+	case o.wire != "udp":
+		return fmt.Errorf("-wire must be udp or mem, not %q", o.wire)
+	case o.np > 0:
+		return launchLocal(ctx, o, args)
+	default:
+		return runRankFromEnv(ctx, o)
+	}
+}
+
+// parseSize parses 8, 64K, 1M, 2G (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
+func parseOp(s string) (collectives.Op, error) {
+	for _, op := range collectives.Ops() {
+		if op.String() == s {
+			return op, nil
+		}
+	}
+	return 0, fmt.Errorf("-op must be sum, prod, min or max, not %q", s)
+}
+
+func elemSize(dtype string) (int, error) {
+	for _, t := range collectives.DataTypes() {
+		if t.String() == dtype {
+			return t.Size(), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown -dtype %q", dtype)
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildBinary compiles this command once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "allreduce")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var rowRE = regexp.MustCompile(`(?m)^\s+(\d+)\s+(\d+)\s+(\w+)\s+(\w+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$`)
+
+// checkTable asserts the nccl-tests columns, the sizes asked for, and zero
+// wrong values.
+func checkTable(t *testing.T, out string, sizes []string) {
+	t.Helper()
+	rows := rowRE.FindAllStringSubmatch(out, -1)
+	if len(rows) != len(sizes) {
+		t.Fatalf("want %d rows, got %d:\n%s", len(sizes), len(rows), out)
+	}
+	for i, r := range rows {
+		if r[1] != sizes[i] {
+			t.Errorf("row %d: size %s, want %s", i, r[1], sizes[i])
+		}
+		if r[8] != "0" {
+			t.Errorf("row %d: %s wrong values", i, r[8])
+		}
+		if r[5] == "0.0" {
+			t.Errorf("row %d: zero time", i)
+		}
+	}
+	if !strings.Contains(out, "# Out of bounds values : 0 OK") || !strings.Contains(out, "# Avg bus bandwidth") {
+		t.Fatalf("closing lines missing:\n%s", out)
+	}
+}
+
+// TestLaunchLocal runs the README's command shape: -np starts the ranks as
+// processes over UDP, encrypted.
+func TestLaunchLocal(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "-np", "3", "-b", "8", "-e", "256K", "-f", "32", "-n", "3", "-w", "1", "-q")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "# sealring allreduce: 3 ranks, wire udp, crypto") || strings.Contains(out, "crypto off") {
+		t.Fatalf("header:\n%s", out)
+	}
+	if strings.Contains(out, "[rank") {
+		t.Fatalf("rank prefixes in the table:\n%s", out)
+	}
+	checkTable(t, out, []string{"8", "256", "8192", "262144"})
+}
+
+// TestInProcessAllTypes checks every dtype and op on 3 ranks (not a power
+// of two) over the in-memory wire, crypto on and off.
+func TestInProcessAllTypes(t *testing.T) {
+	stdout := os.Stdout
+	t.Cleanup(func() { os.Stdout = stdout })
+	for _, dtype := range []string{"float32", "float64", "int32", "int64", "uint8", "bfloat16", "float16"} {
+		for _, op := range []string{"sum", "prod", "min", "max"} {
+			r, w, _ := os.Pipe()
+			os.Stdout = w
+			done := make(chan string)
+			go func() {
+				var b bytes.Buffer
+				b.ReadFrom(r)
+				done <- b.String()
+			}()
+			crypto := "on"
+			if op == "max" {
+				crypto = "off"
+			}
+			err := run([]string{"-np", "3", "-wire", "mem", "-dtype", dtype, "-op", op, "-crypto", crypto,
+				"-b", "8", "-e", "64K", "-f", "8", "-n", "2", "-w", "1", "-q", "-timeout", "2m"})
+			w.Close()
+			out := <-done
+			os.Stdout = stdout
+			if err != nil {
+				t.Fatalf("%s/%s: %v\n%s", dtype, op, err, out)
+			}
+			checkTable(t, out, []string{"8", "64", "512", "4096", "32768"})
+		}
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-b", "1M", "-e", "1K"},
+		{"-f", "1"},
+		{"-crypto", "maybe"},
+		{"-dtype", "complex64"},
+		{"-op", "xor"},
+		{"-algo", "bogus"},
+		{"-wire", "tcp", "-np", "2"},
+		{"-wire", "mem"},
+		{"-b", "12Q"},
+		{"extra"},
+	} {
+		if err := run(append(args, "-q")); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+// TestMpirun runs the benchmark under Open MPI's mpirun, as one rank of an
+// externally launched job: rank 0 hosts the store from the job secret.
+// .ci/run installs openmpi-bin so CI runs this.
+func TestMpirun(t *testing.T) {
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("mpirun not installed (apt-get install openmpi-bin)")
+	}
+	bin := buildBinary(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if out, err := exec.Command(bin, "-new-secret", secret).CombinedOutput(); err != nil {
+		t.Fatalf("-new-secret: %v %s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(mpirun, "--oversubscribe", "-np", "3",
+		"-x", "SEALRING_STORE="+store, "-x", "SEALRING_JOB_SECRET_FILE="+secret,
+		bin, "-b", "8", "-e", "64K", "-f", "64", "-n", "3", "-w", "1", "-q")
+	cmd.Env = append(os.Environ(), "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_btl_vader_single_copy_mechanism=none")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	timer := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mpirun: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "# sealring allreduce: 3 ranks, wire udp") {
+		t.Fatalf("header:\n%s\nstderr:\n%s", out, stderr.String())
+	}
+	checkTable(t, out, []string{"8", "512", "32768"})
+}
