@@ -35,6 +35,9 @@ type masterKey struct {
 	// only cause an authentication failure, never wrong plaintext).
 	id  uint64
 	prf cmacKey
+	// k1hi, k1lo are the CMAC subkey K1 as big-endian words, so that a
+	// derivation builds each PRF block (input ⊕ K1) with two XORs.
+	k1hi, k1lo uint64
 }
 
 func newMasterKey(p cpu.Path, key []byte) (*masterKey, error) {
@@ -47,6 +50,8 @@ func newMasterKey(p cpu.Path, key []byte) (*masterKey, error) {
 	if err := m.prf.init(p, key); err != nil {
 		return nil, err
 	}
+	m.k1hi = binary.BigEndian.Uint64(m.prf.k1[0:8])
+	m.k1lo = binary.BigEndian.Uint64(m.prf.k1[8:16])
 	return m, nil
 }
 
@@ -56,27 +61,18 @@ type derived struct {
 	ivMask [nonceSize]byte
 }
 
-// fixedInputs builds the three PRF input blocks for (mode, id, epoch).
-func fixedInputs(blocks *[3 * blockSize]byte, mode Mode, id uint64, epoch uint16) {
-	for i := range 3 {
-		b := blocks[i*blockSize : (i+1)*blockSize]
-		b[0] = byte(i + 1)
-		b[1] = labelByte
-		b[2] = byte(mode)
-		b[3] = 0
-		binary.BigEndian.PutUint64(b[4:], id)
-		binary.BigEndian.PutUint16(b[12:], epoch)
-		binary.BigEndian.PutUint16(b[14:], derivedL)
-	}
-}
 
 // derive computes the data key and IV mask of (m, mode, id, epoch) into d
-// without allocating.
+// without allocating. Each PRF input block is built as two
+// big-endian words already XORed with K1; the three blocks differ only in
+// their first byte, the counter.
 func (m *masterKey) derive(d *derived, p cpu.Path, mode Mode, id uint64, epoch uint16) error {
 	var blocks [3 * blockSize]byte
-	fixedInputs(&blocks, mode, id, epoch)
-	for i := 0; i < 3*blockSize; i += blockSize {
-		subtle.XORBytes(blocks[i:i+blockSize], blocks[i:i+blockSize], m.prf.k1[:])
+	hi := (uint64(labelByte)<<48 | uint64(mode)<<40 | id>>32) ^ m.k1hi
+	lo := (id<<32 | uint64(epoch)<<16 | derivedL) ^ m.k1lo
+	for i := range 3 {
+		binary.BigEndian.PutUint64(blocks[i*blockSize:], hi^uint64(i+1)<<56)
+		binary.BigEndian.PutUint64(blocks[i*blockSize+8:], lo)
 	}
 	m.prf.b.EncryptBlocks(blocks[:], blocks[:])
 	err := d.aead.Init(p, blocks[:KeySize])

@@ -1,0 +1,97 @@
+package secure
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkRatio interleaves short chunks of our operation and its baseline
+// and reports the median of the per-chunk time ratios ("ratio" = ours /
+// baseline). Alternating in one loop cancels the load drift that makes
+// ratios of separately run benchmarks unreliable on shared machines.
+//
+//	go test -run=^$ -bench=Ratio -benchtime=400x ./secure/
+func BenchmarkRatio(b *testing.B) {
+	g := benchGroup(b)
+	s := newTestSealer(b, g, SealerConfig{ID: SenderID(1, 1)})
+	o := newTestOpener(b, OpenerConfig{Groups: []*Group{g}, CacheCapacity: 1024})
+	o0 := newTestOpener(b, OpenerConfig{Groups: []*Group{g}})
+	std := stdlibGCM(b)
+	non, aad := make([]byte, 12), make([]byte, s.HeaderLen())
+	m := g.snap.Load().byIndex[g.KeyIndex()]
+
+	for _, n := range []int{1400, 8192} {
+		buf := packet(s, nil, nil, make([]byte, n))
+		l := len(buf)
+		sbuf := make([]byte, n, n+16)
+		b.Run("Seal-vs-StdlibGCM/"+itoa(n), func(b *testing.B) {
+			paired(b, func() { s.Seal(buf[:l], 0, 0) }, func() { std.Seal(sbuf[:0], non, sbuf, aad) })
+		})
+		pkt, _ := s.Seal(packet(s, nil, nil, make([]byte, n)), 0, 0)
+		work := make([]byte, len(pkt))
+		ct := std.Seal(nil, non, make([]byte, n), aad)
+		swork := make([]byte, len(ct))
+		b.Run("Open-vs-StdlibGCMOpen/"+itoa(n), func(b *testing.B) {
+			paired(b, func() { copy(work, pkt); o.Open(work, 0) },
+				func() { copy(swork, ct); std.Open(swork[:0], non, swork, aad) })
+		})
+	}
+	buf := packet(s, nil, nil, make([]byte, 1400))
+	l := len(buf)
+	var d derived
+	var nn [nonceSize]byte
+	id := uint64(0)
+	dbuf := make([]byte, 24+1400, 24+1400+16)
+	b.Run("DeriveSeal-vs-Seal/1400", func(b *testing.B) {
+		paired(b, func() {
+			id++
+			m.derive(&d, defaultPath, ModeSender, id, 7)
+			nonce(&nn, &d.ivMask, id, 7, 1)
+			d.aead.Seal(dbuf[24:24], nn[:], dbuf[24:], dbuf[:24])
+		}, func() { s.Seal(buf[:l], 0, 0) })
+	})
+	pkt, _ := s.Seal(packet(s, nil, nil, make([]byte, 1400)), 0, 0)
+	work := make([]byte, len(pkt))
+	b.Run("OpenNoCache-vs-Open/1400", func(b *testing.B) {
+		paired(b, func() { copy(work, pkt); o0.Open(work, 0) }, func() { copy(work, pkt); o.Open(work, 0) })
+	})
+}
+
+func itoa(n int) string {
+	if n == 1400 {
+		return "1400"
+	}
+	return "8192"
+}
+
+func paired(b *testing.B, ours, base func()) {
+	const chunk = 32
+	for range chunk { // warm both
+		ours()
+		base()
+	}
+	var ratios []float64
+	i := 0
+	for b.Loop() {
+		var to, tb time.Duration
+		run := func(f func()) time.Duration {
+			t0 := time.Now()
+			for range chunk {
+				f()
+			}
+			return time.Since(t0)
+		}
+		if i%2 == 0 {
+			to, tb = run(ours), run(base)
+		} else {
+			tb, to = run(base), run(ours)
+		}
+		i++
+		ratios = append(ratios, float64(to)/float64(tb))
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "ratio")
+	b.ReportMetric(ratios[len(ratios)/10], "p10")
+	b.ReportMetric(ratios[len(ratios)*9/10], "p90")
+}
