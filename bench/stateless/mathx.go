@@ -1,0 +1,6 @@
+package main
+
+import "math"
+
+func exp(x float64) float64 { return math.Exp(x) }
+func ln(x float64) float64  { return math.Log(x) }
