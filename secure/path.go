@@ -3,7 +3,7 @@ package secure
 import "github.com/sealring/sealring/internal/cpu"
 
 // implementedPath is the fastest crypto path this build implements.
-const implementedPath = cpu.AESNI
+const implementedPath = cpu.VAES512
 
 // The crypto path is chosen once per process, from the CPU's features and
 // SEALRING_CRYPTO (auto, generic, aesni, vaes-avx512). An invalid forced

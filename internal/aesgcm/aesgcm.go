@@ -19,7 +19,7 @@ const (
 	// maxImplemented is the fastest cpu.Path this package implements.
 	// Adding a path means raising this and adding a case to every
 	// switch on a.path / b.path below.
-	maxImplemented = cpu.AESNI
+	maxImplemented = cpu.VAES512
 )
 
 var (
@@ -90,7 +90,7 @@ func (b *Block) Init(p cpu.Path, key []byte) error {
 	switch p {
 	case cpu.Generic:
 		expandKeyGeneric(&b.rk, key)
-	case cpu.AESNI:
+	case cpu.AESNI, cpu.VAES512:
 		expandKeyAESNI(nr, &key[0], &b.rk)
 	}
 	b.nr = uint8(nr)
@@ -131,7 +131,7 @@ func (b *Block) Encrypt(dst, src []byte) {
 	switch b.path {
 	case cpu.Generic:
 		encryptBlockGeneric(&b.rk, int(b.nr), dst, src)
-	case cpu.AESNI:
+	case cpu.AESNI, cpu.VAES512:
 		encryptBlocksAESNI(int(b.nr), &b.rk, &dst[0], &src[0], 1)
 	}
 }
@@ -161,7 +161,7 @@ func (b *Block) EncryptBlocks(dst, src []byte) {
 		for i := 0; i < len(src); i += blockSize {
 			encryptBlockGeneric(&b.rk, int(b.nr), dst[i:], src[i:])
 		}
-	case cpu.AESNI:
+	case cpu.AESNI, cpu.VAES512:
 		encryptBlocksAESNI(int(b.nr), &b.rk, &dst[0], &src[0], len(src)/blockSize)
 	}
 }
@@ -180,6 +180,8 @@ type AEAD struct {
 	//   AESNI:   for i = 8..1, H^i (bit-reflected, premultiplied by x) and
 	//            its Karatsuba half (hi^lo in both lanes), 32 bytes each;
 	//            H^8 at offset 0, H^1 at offset 224.
+	//   VAES512: H^16..H^1 (bit-reflected, premultiplied by x), 16 bytes
+	//            each, no Karatsuba halves; H^16 at offset 0, H^1 at 240.
 	//   Generic: the 16-entry 4-bit multiplication table, (lo, hi) pairs.
 	htab [32]uint64
 }
@@ -208,6 +210,8 @@ func (a *AEAD) Init(p cpu.Path, key []byte) error {
 		initGHASHGeneric(&a.htab, &a.blk.rk, nr)
 	case cpu.AESNI:
 		initGCMAESNI(nr, &key[0], &a.blk.rk, &a.htab)
+	case cpu.VAES512:
+		initGCMVAES(nr, &key[0], &a.blk.rk, &a.htab)
 	}
 	a.blk.nr = uint8(nr)
 	a.blk.path = p
@@ -257,6 +261,8 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
 		sealGeneric(a, out, nonce, plaintext, additionalData)
 	case cpu.AESNI:
 		sealAESNI(a, out, nonce, plaintext, additionalData)
+	case cpu.VAES512:
+		sealVAES(a, out, nonce, plaintext, additionalData)
 	}
 	return ret
 }
@@ -296,6 +302,8 @@ func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, erro
 		openGeneric(a, out, nonce, ciphertext[:n], additionalData, &tag)
 	case cpu.AESNI:
 		openAESNI(a, out, nonce, ciphertext[:n], additionalData, &tag)
+	case cpu.VAES512:
+		openVAES(a, out, nonce, ciphertext[:n], additionalData, &tag)
 	}
 	if subtle.ConstantTimeCompare(tag[:], ciphertext[n:]) != 1 {
 		clear(out)

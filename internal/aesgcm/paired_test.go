@@ -19,7 +19,14 @@ func TestPairedSpeed(t *testing.T) {
 	if os.Getenv("AESGCM_PAIRED") == "" {
 		t.Skip("set AESGCM_PAIRED=1 to run")
 	}
-	p := cpu.Best(maxImplemented)
+	for _, p := range testPaths() {
+		if p != cpu.Generic {
+			t.Run(p.String(), func(t *testing.T) { pairedSpeed(t, p) })
+		}
+	}
+}
+
+func pairedSpeed(t *testing.T, p cpu.Path) {
 	key, nonce, aad := make([]byte, 32), make([]byte, 12), make([]byte, 13)
 	var a AEAD
 	if err := a.Init(p, key); err != nil {

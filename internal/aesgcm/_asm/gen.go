@@ -61,6 +61,7 @@ func main() {
 	if err := os.WriteFile("../aesni_amd64.s", buf.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
+	genVAESFile()
 }
 
 func data() {
