@@ -61,7 +61,6 @@ type derived struct {
 	ivMask [nonceSize]byte
 }
 
-
 // derive computes the data key and IV mask of (m, mode, id, epoch) into d
 // without allocating. Each PRF input block is built as two
 // big-endian words already XORed with K1; the three blocks differ only in
