@@ -41,5 +41,6 @@
 //	r, err := o.Open(pkt, 0)                      // r.Payload == msg
 //
 // The AES and AES-GCM implementation (CryptoPath) is chosen once per
-// process from the CPU's features; SEALRING_CRYPTO=generic|aesni forces one.
+// process from the CPU's features; SEALRING_CRYPTO=generic|aesni|vaes-avx512
+// forces one.
 package secure
