@@ -1,8 +1,17 @@
+//go:build !amd64 || purego
+
 package collectives
 
 // installArchKernels replaces entries of t with architecture-specific
-// kernels. None yet: every entry is the portable Go kernel. An AVX2/AVX-512
-// implementation goes into kernels_amd64.go (+ .s) with this function moved
-// to a kernels_other.go / purego-tagged file, deciding once from
-// internal/cpu which entries to replace.
+// kernels; this build has none (see kernels_amd64.go), so every entry stays
+// the portable Go kernel.
 func installArchKernels(t *kernelTable) {}
+
+// kernelPath names one implementation of the kernel table.
+type kernelPath struct {
+	name  string
+	table kernelTable
+}
+
+// archPaths lists the architecture-specific implementations: none here.
+var archPaths []kernelPath
