@@ -51,6 +51,7 @@ func testGroup(t testing.TB, seed byte, epoch uint16) *secure.Group {
 type netKind struct {
 	name string
 	mem  *wire.MemNetwork
+	quic *quicNet // see quic_test.go
 }
 
 func newNet(t testing.TB, kind string) *netKind {
@@ -58,6 +59,9 @@ func newNet(t testing.TB, kind string) *netKind {
 	if kind == "mem" {
 		n.mem = wire.NewMemNetwork()
 		n.mem.QueueLen = 4096
+	}
+	if kind == "quic" {
+		n.quic = newQuicNet(t)
 	}
 	return n
 }
@@ -70,6 +74,9 @@ func (n *netKind) listen(t testing.TB) wire.Wire {
 			t.Fatal(err)
 		}
 		return w
+	}
+	if n.quic != nil {
+		return n.quic.listen(t)
 	}
 	w, err := wire.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{})
 	if err != nil {
@@ -192,4 +199,4 @@ func sizeName(n int) string {
 	}
 }
 
-func kinds() []string { return []string{"mem", "udp"} }
+func kinds() []string { return []string{"mem", "udp", "quic"} }
