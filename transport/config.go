@@ -87,9 +87,21 @@ type Config struct {
 	// sample (0: DefaultInitialRTO, 20 ms).
 	MinRTO, MaxRTO, InitialRTO time.Duration
 	// AckDelay is how long a receiver may delay an ACK (unless 4 packets
-	// are pending or the sender asked for an immediate one). 0 means
-	// DefaultAckDelay (100 µs).
+	// are pending, the sender asked for an immediate one, or the receiver
+	// has drained its socket; an outgoing packet to that peer carries the
+	// ACK anyway). 0 means DefaultAckDelay (100 µs).
 	AckDelay time.Duration
+
+	// LocalCompletion completes an eager Send (or SendAsync) as soon as
+	// every fragment of it is copied into the retransmission ring, instead
+	// of when the peer has acknowledged all of it: MPI's buffered eager
+	// send. The caller's buffer is free at once, and an exchange (both
+	// sides send, then receive) waits one one-way trip instead of a round
+	// trip. The price: a delivery failure after that point (the peer dies,
+	// times out, or this endpoint closes before the ACK) is no longer
+	// reported to the send, only to later operations on that peer.
+	// Rendezvous sends are unaffected (they complete on FIN).
+	LocalCompletion bool
 }
 
 func (c *Config) setDefaults() error {

@@ -11,7 +11,8 @@
 //     transport header is inside the ciphertext. There is no handshake and
 //     no per-peer security state.
 //   - Reliability, per peer (RDMA RC-like): 32-bit PSNs, cumulative ACK
-//     plus SACK ranges, delayed ACKs, loss detection and RTO with backoff,
+//     plus SACK ranges, delayed ACKs (and ACKs piggybacked on reliable
+//     packets going the other way), loss detection and RTO with backoff,
 //     retransmission of the identical sealed bytes, an AIMD congestion
 //     window and receiver flow control, keepalives and a peer timeout.
 //   - Messages (MPI/UCX-like): Send/Recv with AnySource and tag masks,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,11 +47,17 @@ type Endpoint struct {
 	nextRecvID uint64
 	nextSeq    uint64 // arrival order of messages and post order of receives
 	nRefused   int    // peers holding a refused packet
+	completed  uint64 // operations completed (finishSend, finishRecv*)
 
-	kick   chan struct{}
-	txWake atomic.Int64 // when the timer goroutine will next wake (nanotime)
-	done   chan struct{}
-	wg     sync.WaitGroup
+	kick chan struct{}
+	// timer wakes the timer goroutine at timerAt (nanotime). Both are
+	// guarded by mu: armAt moves the deadline earlier with timer.Reset,
+	// which wakes no goroutine, so arming an RTO or a delayed ACK on the
+	// send path costs no goroutine hand-off.
+	timer   *time.Timer
+	timerAt int64
+	done    chan struct{}
+	wg      sync.WaitGroup
 
 	st counters
 }
@@ -102,8 +109,8 @@ func New(cfg Config) (*Endpoint, error) {
 		w:         cfg.Wire,
 		codec:     c,
 		maxPkt:    maxPkt,
-		fragEager: maxPkt - c.overhead() - eagerHdrLen,
-		fragData:  maxPkt - c.overhead() - dataHdrLen,
+		fragEager: maxPkt - c.overhead() - eagerHdrLen - piggyLen,
+		fragData:  maxPkt - c.overhead() - dataHdrLen - piggyLen,
 		batch:     max(cfg.Wire.BatchSize(), 1),
 		pktPool:   newPktPool(maxPkt),
 		epoch:     time.Now(),
@@ -111,7 +118,9 @@ func New(cfg Config) (*Endpoint, error) {
 		rdvRecvs:  make(map[uint64]*recvOp),
 		kick:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
+		timer:     time.NewTimer(time.Hour),
 	}
+	ep.timerAt = ep.nanotime() + int64(time.Hour)
 	ep.wg.Add(2)
 	go ep.rxLoop()
 	go ep.txLoop()
@@ -268,9 +277,12 @@ func (ep *Endpoint) Stats() Stats {
 }
 
 // armAt makes sure the timer goroutine wakes by deadline t (nanotime).
+// Under ep.mu. It only moves the timer earlier: a deadline that is cleared
+// before it expires (an RTO whose ACK came) costs at most one spurious wake.
 func (ep *Endpoint) armAt(t int64) {
-	if w := ep.txWake.Load(); w == 0 || t < w {
-		ep.kickTx()
+	if t < ep.timerAt {
+		ep.timerAt = t
+		ep.timer.Reset(time.Duration(max(t-ep.nanotime(), 0)))
 	}
 }
 
@@ -314,6 +326,7 @@ func (ep *Endpoint) rxLoop() {
 	msgs := make([]wire.Message, ep.batch)
 	items := make([]rxItem, 0, ep.batch)
 	var ctl ctrlBatch
+	var work []*peer
 	for {
 		n, err := ep.w.ReadBatch(msgs)
 		if err != nil {
@@ -345,27 +358,102 @@ func (ep *Endpoint) rxLoop() {
 		}
 		now := ep.nanotime()
 		kick := false
+		completed := ep.completed
 		for i := range items {
 			if ep.handle(&items[i], now) {
 				kick = true
 			}
 		}
-		// Immediate ACKs (and ping answers) go out with this batch.
+		if ep.completed != completed && ep.ackOwed() {
+			// The batch completed operations, so goroutines were just
+			// made runnable, and ACKs are owed. Let those goroutines run
+			// first: one that answers the peer (the pong of a ping-pong,
+			// the next message of an exchange) carries the ACK on its
+			// packet, and no standalone ACK (a system call on each side)
+			// is sent. The rx goroutine is runnable again right after.
+			ep.mu.Unlock()
+			runtime.Gosched()
+			ep.mu.Lock()
+			if ep.closed {
+				ep.mu.Unlock()
+				return
+			}
+		}
+		// Immediate ACKs (and ping answers) go out with this batch. A
+		// batch shorter than asked for means the socket is drained: the
+		// receiver is about to idle, so it acknowledges everything now
+		// instead of after AckDelay (a delayed ACK only helps while more
+		// packets are queued behind this batch).
+		idle := n < len(msgs)
 		ctl.reset()
+		work = work[:0]
+		kick = false // decided per peer below, from what it has to send
 		for _, p := range ep.peerList {
+			if idle && p.ackPending > 0 {
+				p.ackNow = true
+			} else if p.ackDue != 0 && !p.ackNow {
+				ep.armAt(p.ackDue)
+			}
 			if p.ackNow || p.pingNow {
 				ep.buildAck(p, &ctl)
 			}
-			if p.needPump || p.ackDue != 0 {
-				kick = true
+			if p.needPump {
+				// Control packets only (a CTS or FIN to answer, a CANCEL
+				// or REVOKE): send them from this goroutine, at once and
+				// without waking the timer goroutine. Data (the window
+				// opened, a CTS arrived) goes to the timer goroutine, so
+				// that sealing and writing it overlaps with this
+				// goroutine's receiving (measured: 20-30 % more streaming
+				// bandwidth than pumping it here). Nothing queued (an ACK
+				// that opened the window of an idle peer): no wake at all.
+				switch p.pumpWork() {
+				case workNone:
+					p.needPump = false
+				case workCtrl:
+					p.needPump = false
+					work = append(work, p)
+				default:
+					kick = true
+				}
 			}
 		}
 		ep.mu.Unlock()
 		ep.sendCtrl(&ctl)
+		for _, p := range work {
+			ep.pump(p)
+		}
 		if kick {
 			ep.kickTx()
 		}
 	}
+}
+
+// What a peer has queued to send (pumpWork).
+const (
+	workNone = iota
+	workCtrl // reliable control packets only
+	workData // retransmissions, messages, RTS or rendezvous data
+)
+
+// pumpWork classifies what p has queued to send. Under ep.mu.
+func (p *peer) pumpWork() int {
+	if p.nLost > 0 || p.msgQ.peek() != nil || p.dataQ.peek() != nil || !p.incKnown || p.down {
+		return workData
+	}
+	if len(p.ctrlQ) > 0 {
+		return workCtrl
+	}
+	return workNone
+}
+
+// ackOwed reports whether some peer is owed an immediate ACK. Under ep.mu.
+func (ep *Endpoint) ackOwed() bool {
+	for _, p := range ep.peerList {
+		if p.ackNow {
+			return true
+		}
+	}
+	return false
 }
 
 func (ep *Endpoint) isDone() bool {
@@ -433,6 +521,14 @@ func (ep *Endpoint) handle(it *rxItem, now int64) bool {
 		}
 		return kick
 	}
+	if h.Flags&flagPiggyAck != 0 {
+		// The acknowledgement riding on the packet: an ACK without SACK
+		// ranges (h.NSACK is 0 for reliable types). A retransmission
+		// carries an old CumAck, which onAck ignores as stale.
+		if ep.onAck(p, &h, now) {
+			kick = true
+		}
+	}
 	ep.onReliable(p, &h, it.plain, payload, now)
 	return kick || p.needPump
 }
@@ -441,8 +537,7 @@ func (ep *Endpoint) handle(it *rxItem, now int64) bool {
 
 func (ep *Endpoint) txLoop() {
 	defer ep.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	defer ep.timer.Stop()
 	var work []*peer
 	var ctl ctrlBatch
 	for {
@@ -467,30 +562,19 @@ func (ep *Endpoint) txLoop() {
 				work = append(work, p)
 			}
 		}
+		next = max(next, now+int64(20*time.Microsecond))
+		ep.timerAt = next
+		ep.timer.Reset(time.Duration(next - now))
 		ep.mu.Unlock()
 		ep.sendCtrl(&ctl)
 		for _, p := range work {
 			ep.pump(p)
 		}
-		wait := time.Duration(next - ep.nanotime())
-		if wait < 20*time.Microsecond {
-			wait = 20 * time.Microsecond
-		}
-		ep.txWake.Store(ep.nanotime() + int64(wait))
-		timer.Reset(wait)
 		select {
 		case <-ep.done:
 			return
 		case <-ep.kick:
-			ep.txWake.Store(0)
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
-		case <-timer.C:
-			ep.txWake.Store(0)
+		case <-ep.timer.C:
 		}
 	}
 }

@@ -241,10 +241,11 @@ func (l *unexpList) remove(u *unexpMsg) {
 // ---- public API ----
 
 // Send sends buf to peer with tag and returns when the peer has
-// acknowledged all of it (eager) or received all of it into the matching
-// receive (rendezvous). buf must not change until Send returns. If ctx ends
-// first, Send returns ctx.Err() and the message is either withdrawn or
-// delivered in full, never in part.
+// acknowledged all of it (eager; with Config.LocalCompletion as soon as all
+// of it is copied for retransmission) or received all of it into the
+// matching receive (rendezvous). buf must not change until Send returns.
+// If ctx ends first, Send returns ctx.Err() and the message is either
+// withdrawn or delivered in full, never in part.
 func (ep *Endpoint) Send(ctx context.Context, peer uint32, tag uint64, buf []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -275,8 +276,10 @@ func (ep *Endpoint) Send(ctx context.Context, peer uint32, tag uint64, buf []byt
 // SendAsync starts a Send and returns its Request. Cancelling ctx cancels
 // the send (see Request.Cancel).
 func (ep *Endpoint) SendAsync(ctx context.Context, peer uint32, tag uint64, buf []byte) *Request {
-	req := &Request{ep: ep, done: make(chan struct{})}
-	op := &sendOp{tag: tag, buf: buf}
+	// One allocation for the request and its operation (plus its channel).
+	a := &asyncSend{Request: Request{ep: ep, done: make(chan struct{})}}
+	req, op := &a.Request, &a.op
+	op.tag, op.buf = tag, buf
 	op.req, req.send = req, op
 	if err := ctx.Err(); err != nil {
 		req.err = err
@@ -296,6 +299,17 @@ func (ep *Endpoint) SendAsync(ctx context.Context, peer uint32, tag uint64, buf 
 	}
 	ep.pump(p)
 	return req
+}
+
+// asyncSend and asyncRecv allocate an async request with its operation.
+type asyncSend struct {
+	Request
+	op sendOp
+}
+
+type asyncRecv struct {
+	Request
+	op recvOp
 }
 
 // startSend validates and queues op. Under ep.mu.
@@ -367,8 +381,9 @@ func (ep *Endpoint) Recv(ctx context.Context, peer uint32, tag, tagMask uint64, 
 // RecvAsync starts a Recv and returns its Request. Cancelling ctx cancels
 // the receive (see Request.Cancel).
 func (ep *Endpoint) RecvAsync(ctx context.Context, peer uint32, tag, tagMask uint64, buf []byte) *Request {
-	req := &Request{ep: ep, done: make(chan struct{})}
-	r := &recvOp{src: peer, tag: tag, mask: tagMask, buf: buf, any: peer == AnySource}
+	a := &asyncRecv{Request: Request{ep: ep, done: make(chan struct{})}}
+	req, r := &a.Request, &a.op
+	r.src, r.tag, r.mask, r.buf, r.any = peer, tag, tagMask, buf, peer == AnySource
 	r.req, req.recv = req, r
 	if err := ctx.Err(); err != nil {
 		req.err = err
@@ -497,6 +512,7 @@ func (ep *Endpoint) startRdv(r *recvOp, p *peer, msgID, tag, total, seq uint64) 
 }
 
 func (ep *Endpoint) finishRecvOK(r *recvOp) {
+	ep.completed++
 	var err error
 	if r.total > uint64(len(r.buf)) {
 		err = ErrTruncated
@@ -506,11 +522,13 @@ func (ep *Endpoint) finishRecvOK(r *recvOp) {
 }
 
 func (ep *Endpoint) finishRecv(r *recvOp, err error) {
+	ep.completed++
 	r.state = rDone
 	r.complete(Status{}, err)
 }
 
 func (ep *Endpoint) finishSend(op *sendOp, err error) {
+	ep.completed++
 	if err != nil {
 		op.dead = true
 	}

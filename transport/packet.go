@@ -14,6 +14,7 @@ import (
 //	  Type (1) | Flags (1) | Reserved (2) = 0 | DstRank (4) | DstInc (4)
 //	reliable packets (Type >= typeEager) add
 //	  PSN (4)
+//	  [CumAck (4) | Wnd (4)]  if Flags has flagPiggyAck
 //	then the type's fixed fields, then (EAGER, DATA) the payload.
 
 // pktType is the transport packet type.
@@ -50,8 +51,15 @@ const (
 	// flagAckNow asks the receiver to acknowledge at once (last packet of a
 	// message: the sender is waiting).
 	flagAckNow = 1 << 0
-	flagsKnown = flagAckNow
+	// flagPiggyAck (reliable types only): the PSN is followed by
+	// CumAck (32) ‖ Wnd (32), an acknowledgement riding on the packet
+	// with the meaning of an ACK without SACK ranges.
+	flagPiggyAck = 1 << 1
+	flagsKnown   = flagAckNow | flagPiggyAck
 )
+
+// piggyLen is the size of a piggybacked acknowledgement.
+const piggyLen = 8
 
 // Header sizes.
 const (
@@ -115,6 +123,13 @@ type header struct {
 // Len returns the encoded header length (payload excluded), or 0 for an
 // unknown type.
 func (h *header) Len() int {
+	if h.Type.reliable() && h.Flags&flagPiggyAck != 0 {
+		return h.baseLen() + piggyLen
+	}
+	return h.baseLen()
+}
+
+func (h *header) baseLen() int {
 	switch h.Type {
 	case typeAck:
 		return ackFixedLen + int(h.NSACK)*8
@@ -141,10 +156,14 @@ func (h *header) AppendTo(b []byte) []byte {
 	b = append(b, byte(h.Type), h.Flags, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, h.DstRank)
 	b = binary.BigEndian.AppendUint32(b, h.DstInc)
-	if h.Type.reliable() {
-		b = binary.BigEndian.AppendUint32(b, h.PSN)
-	}
 	be := binary.BigEndian
+	if h.Type.reliable() {
+		b = be.AppendUint32(b, h.PSN)
+		if h.Flags&flagPiggyAck != 0 {
+			b = be.AppendUint32(b, h.CumAck)
+			b = be.AppendUint32(b, h.Wnd)
+		}
+	}
 	switch h.Type {
 	case typeAck:
 		b = be.AppendUint32(b, h.CumAck)
@@ -199,6 +218,9 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 	be := binary.BigEndian
 	h.DstRank = be.Uint32(p[4:])
 	h.DstInc = be.Uint32(p[8:])
+	if h.Flags&flagPiggyAck != 0 && !h.Type.reliable() {
+		return nil, errFlags
+	}
 	if h.Type == typeAck {
 		if len(p) < ackFixedLen {
 			return nil, errShort
@@ -234,6 +256,11 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 	if h.Type.reliable() {
 		h.PSN = be.Uint32(p[12:])
 		q = p[reliableLen:]
+		if h.Flags&flagPiggyAck != 0 {
+			h.CumAck = be.Uint32(q)
+			h.Wnd = be.Uint32(q[4:])
+			q = q[piggyLen:]
+		}
 	}
 	switch h.Type {
 	case typePing:

@@ -21,6 +21,10 @@ func samplePackets() []header {
 		{Type: typeCancel, DstRank: 1, DstInc: 2, PSN: 9, MsgID: 78},
 		{Type: typeRevoke, DstRank: 1, DstInc: 2, PSN: 10, MsgID: 78},
 		{Type: typeFin, DstRank: 1, DstInc: 2, PSN: 11, MsgID: 78},
+		{Type: typeEager, Flags: flagAckNow | flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 12, CumAck: 40, Wnd: 1024, MsgID: 79, Tag: 3, Total: 3, Offset: 0},
+		{Type: typeData, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 13, CumAck: 0xfffffffe, Wnd: 0, RecvID: 4, Offset: 1 << 20},
+		{Type: typeCTS, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 14, CumAck: 41, Wnd: 7, MsgID: 78, RecvID: 4, Accept: 9},
+		{Type: typeFin, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 15, CumAck: 42, Wnd: 8, MsgID: 78},
 	}
 }
 
@@ -71,6 +75,8 @@ func TestHeaderRejects(t *testing.T) {
 		"type0":        {mod(func(b []byte) { b[0] = 0 }), errType},
 		"type99":       {mod(func(b []byte) { b[0] = 99 }), errType},
 		"flags":        {mod(func(b []byte) { b[1] = 0x80 }), errFlags},
+		"piggyOnAck":   {func() []byte { b := bytes.Clone(ack); b[1] = flagPiggyAck; return b }(), errFlags},
+		"piggyShort":   {mod(func(b []byte) { b[1] = flagPiggyAck }), errShort},
 		"reserved":     {mod(func(b []byte) { b[3] = 1 }), errReserved},
 		"fragmentOver": {append(eager, 1, 2), errFragment},
 		"sackEmpty":    {func() []byte { b := bytes.Clone(ack); b[len(b)-1] = 5; return b }(), errSACKRange},

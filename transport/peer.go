@@ -317,6 +317,7 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 			p.dataQ.pop()
 		}
 	}
+	ep.piggyback(p, &h)
 	b := getPbuf(ep.pktPool)
 	b.b = h.AppendTo(b.b[:ep.codec.pre])
 	b.b = append(b.b, payload...)
@@ -328,7 +329,40 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 	}
 	p.sndNxt++
 	p.pipe++
+	if op != nil && op.allBuilt && !op.rdv && !op.done && ep.cfg.LocalCompletion {
+		ep.completeLocally(p, op)
+	}
 	return b
+}
+
+// completeLocally completes an eager send whose fragments are all in the
+// retransmission ring (Config.LocalCompletion): the ring holds copies, so
+// the caller's buffer is free, and reliability carries on without the
+// operation. Its slots forget it so that it can be reused. Under ep.mu.
+func (ep *Endpoint) completeLocally(p *peer, op *sendOp) {
+	for psn := p.sndNxt - 1; op.unacked > 0 && psn != p.sndUna-1; psn-- {
+		if s := &p.tx[psn&p.mask]; s.op == op {
+			s.op = nil
+			op.unacked--
+		}
+	}
+	ep.finishSend(op, nil)
+}
+
+// piggyback puts p's cumulative acknowledgement on the reliable packet h.
+// When nothing is held out of order (no SACK ranges to tell) it replaces
+// the standalone ACK that p owes: a reply, a CTS or the next fragment
+// acknowledges for free. Not while refusing (Wnd 0 and the window update
+// stay standalone ACKs). Under ep.mu.
+func (ep *Endpoint) piggyback(p *peer, h *header) {
+	if !p.incKnown || p.refused {
+		return
+	}
+	h.Flags |= flagPiggyAck
+	h.CumAck, h.Wnd = p.rcvNxt, uint32(ep.cfg.Window)
+	if !seqLT(p.rcvNxt, p.rxMax) {
+		p.ackNow, p.ackPending, p.ackDue = false, 0, 0
+	}
 }
 
 // queueCtrl queues a reliable control packet to p. Under ep.mu.
@@ -563,8 +597,9 @@ func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now in
 	if h.Flags&flagAckNow != 0 || p.ackPending >= 4 {
 		p.ackNow = true
 	} else if p.ackDue == 0 {
+		// Armed by the receive goroutine after the batch, unless the
+		// batch ends idle and acknowledges at once.
 		p.ackDue = now + int64(ep.cfg.AckDelay)
-		ep.armAt(p.ackDue)
 	}
 	if ep.drain(p) > 0 {
 		p.ackNow = true

@@ -30,6 +30,7 @@ import (
 
 	"github.com/sealring/sealring/collectives"
 	"github.com/sealring/sealring/rendezvous"
+	"github.com/sealring/sealring/transport/wire"
 )
 
 type options struct {
@@ -50,6 +51,9 @@ type options struct {
 	addr      string
 	cacheSize int
 	quiet     bool
+	maxPay    int
+	localComp bool
+	cpuProf   string
 }
 
 func main() {
@@ -81,6 +85,9 @@ func run(args []string) error {
 	fs.IntVar(&o.cacheSize, "cache", 0, "receive key-cache capacity (0: transport default; -1: derive every packet)")
 	fs.StringVar(&newSecret, "new-secret", "", "write a new job secret to this file (mode 0600) and exit")
 	fs.BoolVar(&o.quiet, "q", false, "no progress line on stderr")
+	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write each rank's CPU profile to this file with the rank appended (.0, .1, ...)")
+	fs.BoolVar(&o.localComp, "local-completion", true, "transport Config.LocalCompletion: eager sends complete once copied for retransmission (MPI's buffered eager send), not on the peer's ACK")
+	fs.IntVar(&o.maxPay, "maxpayload", 0, "UDP datagram payload in bytes (0: 8192 when -addr is a loopback address, else the wire default 1452; every rank must agree)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,6 +104,9 @@ func run(args []string) error {
 	}
 	if o.maxBytes, err = parseSize(maxS); err != nil {
 		return fmt.Errorf("-e: %w", err)
+	}
+	if o.maxPay < 0 || o.maxPay > wire.MaxUDPPayload {
+		return fmt.Errorf("-maxpayload outside [0, %d]", wire.MaxUDPPayload)
 	}
 	if o.minBytes > o.maxBytes || o.factor < 2 {
 		return fmt.Errorf("want -b <= -e and -f >= 2")
