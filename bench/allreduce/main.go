@@ -73,7 +73,7 @@ func run(args []string) error {
 	fs.Int64Var(&o.factor, "f", 2, "size multiplication factor")
 	fs.IntVar(&o.iters, "n", 0, "timed iterations per size (0: 200 up to 64 KiB, 20 up to 4 MiB, 5 above, as the peers do)")
 	fs.IntVar(&o.warmup, "w", 2, "warm-up iterations per size")
-	fs.StringVar(&o.wire, "wire", "udp", "datagram wire: udp or mem (mem runs all ranks in this process)")
+	fs.StringVar(&o.wire, "wire", "udp", "datagram wire: udp, quic (QUIC datagrams with the job's mutual TLS) or mem (all ranks in this process)")
 	fs.StringVar(&crypto, "crypto", "on", "per-message encryption: on or off (off: trusted networks only)")
 	fs.StringVar(&o.algo, "algo", "", "allreduce algorithm: auto, ring, rd, rabenseifner (default: SEALRING_ALGO or auto)")
 	fs.StringVar(&o.dtype, "dtype", "float32", "element type: float32, float64, int32, int64, uint8, bfloat16, float16")
@@ -141,8 +141,8 @@ func run(args []string) error {
 			return fmt.Errorf("-wire mem needs -np (all ranks run in this process)")
 		}
 		return runInProcess(ctx, o)
-	case o.wire != "udp":
-		return fmt.Errorf("-wire must be udp or mem, not %q", o.wire)
+	case o.wire != "udp" && o.wire != "quic":
+		return fmt.Errorf("-wire must be udp, quic or mem, not %q", o.wire)
 	case o.np > 0:
 		return launchLocal(ctx, o, args)
 	default:

@@ -156,3 +156,20 @@ func TestMpirun(t *testing.T) {
 	}
 	checkTable(t, out, []string{"8", "512", "32768"})
 }
+
+// TestLaunchLocalQUIC runs the job over the QUIC wire: ranks authenticate
+// each other's QUIC connections with the job's credentials.
+func TestLaunchLocalQUIC(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "-np", "2", "-wire", "quic", "-b", "8", "-e", "64K", "-f", "64", "-n", "3", "-w", "1", "-q")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "wire quic") {
+		t.Fatalf("header:\n%s", out)
+	}
+	checkTable(t, out, []string{"8", "512", "32768"})
+}

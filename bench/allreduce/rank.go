@@ -16,6 +16,7 @@ import (
 	"github.com/sealring/sealring/rendezvous"
 	"github.com/sealring/sealring/secure"
 	"github.com/sealring/sealring/transport"
+	"github.com/sealring/sealring/transport/quicwire"
 	"github.com/sealring/sealring/transport/wire"
 )
 
@@ -86,7 +87,14 @@ func runRankFromEnv(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("-addr: %w", err)
 	}
-	w, err := wire.ListenUDP("udp", laddr, wire.UDPConfig{MaxPayload: loopbackPayload(o.maxPay, laddr)})
+	var w wire.Wire
+	if o.wire == "quic" {
+		// QUIC's TLS uses this rank's job credentials (the same files or
+		// secret JoinFromEnv uses); its datagram size is QUIC's own.
+		w, err = quicwire.ListenFromEnv(laddr, quicwire.Config{})
+	} else {
+		w, err = wire.ListenUDP("udp", laddr, wire.UDPConfig{MaxPayload: loopbackPayload(o.maxPay, laddr)})
+	}
 	if err != nil {
 		return err
 	}

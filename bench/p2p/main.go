@@ -60,8 +60,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealring/sealring/rendezvous"
 	"github.com/sealring/sealring/secure"
 	"github.com/sealring/sealring/transport"
+	"github.com/sealring/sealring/transport/quicwire"
 	"github.com/sealring/sealring/transport/wire"
 )
 
@@ -106,7 +108,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.reps, "r", 5, "bandwidth repetitions per size (the median is printed)")
 	fs.IntVar(&o.window, "window", 16, "sends in flight (and receives posted) while streaming")
 	fs.IntVar(&o.pingIters, "pp", 2000, "ping-pong round trips (0: skip the latency table)")
-	fs.StringVar(&o.wire, "wire", "udp", "sealring's datagram wire: udp (real sockets on 127.0.0.1) or mem")
+	fs.StringVar(&o.wire, "wire", "udp", "sealring's datagram wire: udp (real sockets on 127.0.0.1), quic (QUIC datagrams on 127.0.0.1) or mem")
 	fs.IntVar(&o.maxPayload, "maxpayload", LoopbackMaxPayload, "sealring wire MaxPayload in bytes (0: the wire default for real networks, 1452; loopback allows up to 65507)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per result instead of the tables")
 	fs.StringVar(&rows, "rows", "sealed,insecure,tcp", "rows to measure (tcp is needed for the ratios)")
@@ -135,8 +137,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-f must be at least 2")
 	case o.reps < 1 || o.window < 1 || o.iters < 0 || o.pingIters < 0:
 		return o, fmt.Errorf("-r and -window must be positive, -n and -pp not negative")
-	case o.wire != "udp" && o.wire != "mem":
-		return o, fmt.Errorf("-wire %q: want udp or mem", o.wire)
+	case o.wire != "udp" && o.wire != "mem" && o.wire != "quic":
+		return o, fmt.Errorf("-wire %q: want udp, quic or mem", o.wire)
 	case o.maxPayload < 0 || o.maxPayload > wire.MaxUDPPayload:
 		return o, fmt.Errorf("-maxpayload outside [0, %d]", wire.MaxUDPPayload)
 	}
@@ -299,8 +301,11 @@ func (o options) describe() string {
 		mp = wire.DefaultMaxPayload
 	}
 	w := "udp (two endpoints in one process, two sockets on 127.0.0.1)"
-	if o.wire == "mem" {
+	switch o.wire {
+	case "mem":
 		w = "mem (two endpoints in one process, in-memory wire)"
+	case "quic":
+		w, mp = "quic (two endpoints in one process, QUIC datagrams on 127.0.0.1, job-CA mutual TLS)", quicwire.DefaultPacketSize-42
 	}
 	return fmt.Sprintf("wire %s, MaxPayload %d, crypto %s, window %d, local completion %v; tcp: net.TCPConn on 127.0.0.1, TCP_NODELAY",
 		w, mp, secure.CryptoPath(), o.window, o.localComp)
@@ -469,9 +474,25 @@ func newSealPair(o options, insecure bool) (*sealPair, error) {
 		mem.QueueLen = 4096
 		mem.MaxPayload = o.maxPayload
 	}
+	var ca *rendezvous.JobCA
+	if o.wire == "quic" {
+		var err error
+		if ca, err = rendezvous.NewJobCA(); err != nil {
+			return nil, err
+		}
+	}
+	rank := 0
 	listen := func() (wire.Wire, error) {
 		if mem != nil {
 			return mem.Listen(netip.AddrPort{})
+		}
+		if ca != nil {
+			creds, err := ca.Issue("rank", rank)
+			rank++
+			if err != nil {
+				return nil, err
+			}
+			return quicwire.Listen(netip.MustParseAddrPort("127.0.0.1:0"), quicwire.Config{Credentials: creds})
 		}
 		return wire.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{MaxPayload: o.maxPayload})
 	}
