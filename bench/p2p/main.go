@@ -240,6 +240,8 @@ type Lat struct {
 type Results struct {
 	BW  []BW
 	Lat []Lat
+	// Raw is the quic-go baseline, measured with -wire quic.
+	Raw *RawQUIC
 }
 
 // pair is two connected endpoints of one row: a sends, b receives.
@@ -277,6 +279,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.wire == "quic" {
+		raw, err := measureRawQUIC(ctx, 20000)
+		if err != nil {
+			return err
+		}
+		res.Raw = &raw
+	}
 	if o.jsonOut {
 		enc := json.NewEncoder(stdout)
 		for _, b := range res.BW {
@@ -289,9 +298,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
+		if res.Raw != nil {
+			return enc.Encode(res.Raw)
+		}
 		return nil
 	}
 	printTables(stdout, o, res)
+	if res.Raw != nil {
+		printRawQUIC(stdout, *res.Raw, res)
+	}
 	return nil
 }
 

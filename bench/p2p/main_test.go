@@ -123,3 +123,16 @@ func num(t *testing.T, s string) float64 {
 	}
 	return v
 }
+
+// TestQUICBaseline: -wire quic measures quic-go's raw datagram throughput
+// in the same run and reports the sealed rows against it.
+func TestQUICBaseline(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run([]string{"-wire", "quic", "-b", "64K", "-e", "64K", "-n", "16", "-r", "1", "-pp", "20", "-rows", "sealed"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	s := out.String()
+	if !strings.Contains(s, "quic-go raw datagram baseline (same run)") || !strings.Contains(s, "x the raw datagram throughput") {
+		t.Fatalf("no baseline:\n%s", s)
+	}
+}
