@@ -39,8 +39,8 @@ type Endpoint struct {
 	peers    map[uint32]*peer
 	peerList []*peer
 
-	posted     recvList // unmatched receives, in post order
-	unexp      unexpList
+	posted     seqList[*recvOp]   // unmatched receives, in post order
+	unexp      seqList[*unexpMsg] // in arrival order
 	unexpUsed  int
 	rdvRecvs   map[uint64]*recvOp // recvID → matched rendezvous receive
 	nextMsgID  uint64

@@ -57,8 +57,7 @@ type recvOp struct {
 	buf  []byte
 	seq  uint64 // post order
 
-	prev, next *recvOp
-	inList     bool
+	seqLinks[*recvOp] // in ep.posted
 
 	state  uint8
 	mp     *peer // matched message's sender
@@ -87,8 +86,13 @@ type unexpMsg struct {
 	data     *ubuf
 	charge   int
 
-	prev, next *unexpMsg
+	seqLinks[*unexpMsg] // in ep.unexp
 }
+
+func (r *recvOp) links() *seqLinks[*recvOp]     { return &r.seqLinks }
+func (r *recvOp) order() uint64                 { return r.seq }
+func (u *unexpMsg) links() *seqLinks[*unexpMsg] { return &u.seqLinks }
+func (u *unexpMsg) order() uint64               { return u.seq }
 
 var unexpPool = sync.Pool{New: func() any { return new(unexpMsg) }}
 
@@ -157,85 +161,6 @@ func (q *opQueue) live(f func(*sendOp)) {
 			f(e.op)
 		}
 	}
-}
-
-type recvList struct{ head, tail *recvOp }
-
-// insert places r by its seq (post order).
-func (l *recvList) insert(r *recvOp) {
-	r.inList = true
-	at := l.tail
-	for at != nil && at.seq > r.seq {
-		at = at.prev
-	}
-	r.prev = at
-	if at == nil {
-		r.next = l.head
-		l.head = r
-	} else {
-		r.next = at.next
-		at.next = r
-	}
-	if r.next == nil {
-		l.tail = r
-	} else {
-		r.next.prev = r
-	}
-}
-
-func (l *recvList) remove(r *recvOp) {
-	if !r.inList {
-		return
-	}
-	r.inList = false
-	if r.prev == nil {
-		l.head = r.next
-	} else {
-		r.prev.next = r.next
-	}
-	if r.next == nil {
-		l.tail = r.prev
-	} else {
-		r.next.prev = r.prev
-	}
-	r.prev, r.next = nil, nil
-}
-
-type unexpList struct{ head, tail *unexpMsg }
-
-// insert places u by its seq (arrival order).
-func (l *unexpList) insert(u *unexpMsg) {
-	at := l.tail
-	for at != nil && at.seq > u.seq {
-		at = at.prev
-	}
-	u.prev = at
-	if at == nil {
-		u.next = l.head
-		l.head = u
-	} else {
-		u.next = at.next
-		at.next = u
-	}
-	if u.next == nil {
-		l.tail = u
-	} else {
-		u.next.prev = u
-	}
-}
-
-func (l *unexpList) remove(u *unexpMsg) {
-	if u.prev == nil {
-		l.head = u.next
-	} else {
-		u.prev.next = u.next
-	}
-	if u.next == nil {
-		l.tail = u.prev
-	} else {
-		u.next.prev = u.prev
-	}
-	u.prev, u.next = nil, nil
 }
 
 // ---- public API ----
