@@ -129,16 +129,10 @@ func runRankFromEnv(ctx context.Context, o options) error {
 	return benchmark(ctx, o, rt, out, progress)
 }
 
-// LoopbackMaxPayload is the datagram payload used on loopback addresses
-// unless -maxpayload says otherwise: on 127.0.0.1 (MTU 64 KiB) larger
-// datagrams cost fewer system calls, headers and seals per byte. Real
-// networks keep the wire default (1452, a 1500-byte MTU).
-const LoopbackMaxPayload = 8192
-
 // loopbackPayload resolves -maxpayload 0 for a rank listening on laddr.
 func loopbackPayload(maxPay int, laddr netip.AddrPort) int {
 	if maxPay == 0 && laddr.Addr().Unmap().IsLoopback() {
-		return LoopbackMaxPayload
+		return wire.LoopbackMaxPayload
 	}
 	return maxPay
 }

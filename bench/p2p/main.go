@@ -67,11 +67,6 @@ import (
 	"github.com/sealring/sealring/transport/wire"
 )
 
-// LoopbackMaxPayload is the default datagram payload: this benchmark runs
-// on loopback (MTU 64 KiB), where larger datagrams cost fewer system calls,
-// headers and seals per byte (as bench/allreduce uses on loopback).
-const LoopbackMaxPayload = 8192
-
 type options struct {
 	minBytes, maxBytes, factor int64
 	iters                      int // messages per bandwidth repetition (0: auto)
@@ -109,7 +104,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.window, "window", 16, "sends in flight (and receives posted) while streaming")
 	fs.IntVar(&o.pingIters, "pp", 2000, "ping-pong round trips (0: skip the latency table)")
 	fs.StringVar(&o.wire, "wire", "udp", "sealring's datagram wire: udp (real sockets on 127.0.0.1), quic (QUIC datagrams on 127.0.0.1) or mem")
-	fs.IntVar(&o.maxPayload, "maxpayload", LoopbackMaxPayload, "sealring wire MaxPayload in bytes (0: the wire default for real networks, 1452; loopback allows up to 65507)")
+	fs.IntVar(&o.maxPayload, "maxpayload", wire.LoopbackMaxPayload, "sealring wire MaxPayload in bytes (0: the wire default for real networks, 1452; loopback allows up to 65507)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per result instead of the tables")
 	fs.StringVar(&rows, "rows", "sealed,insecure,tcp", "rows to measure (tcp is needed for the ratios)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
