@@ -54,6 +54,9 @@ type options struct {
 	maxPay    int
 	localComp bool
 	cpuProf   string
+	segment   int64
+	depth     int
+	window    int
 }
 
 func main() {
@@ -87,6 +90,10 @@ func run(args []string) error {
 	fs.BoolVar(&o.quiet, "q", false, "no progress line on stderr")
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write each rank's CPU profile to this file with the rank appended (.0, .1, ...)")
 	fs.BoolVar(&o.localComp, "local-completion", true, "transport Config.LocalCompletion: eager sends complete once copied for retransmission (MPI's buffered eager send), not on the peer's ACK")
+	var segS string
+	fs.StringVar(&segS, "segment", "0", "collectives Tuning.SegmentBytes: the ring's pipeline segment (0: the default)")
+	fs.IntVar(&o.depth, "depth", 0, "collectives Tuning.PipelineDepth: ring segment receives kept posted (0: the default)")
+	fs.IntVar(&o.window, "window", 0, "transport Config.Window: unacknowledged packets per peer (0: the default)")
 	fs.IntVar(&o.maxPay, "maxpayload", 0, "UDP datagram payload in bytes (0: 8192 when -addr is a loopback address, else the wire default 1452; every rank must agree)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -104,6 +111,12 @@ func run(args []string) error {
 	}
 	if o.maxBytes, err = parseSize(maxS); err != nil {
 		return fmt.Errorf("-e: %w", err)
+	}
+	if o.segment, err = parseSize(segS); err != nil || o.segment > 1<<30 {
+		return fmt.Errorf("-segment: want a size up to 1G (%v)", err)
+	}
+	if o.depth < 0 || o.window < 0 {
+		return fmt.Errorf("-depth and -window must not be negative")
 	}
 	if o.maxPay < 0 || o.maxPay > wire.MaxUDPPayload {
 		return fmt.Errorf("-maxpayload outside [0, %d]", wire.MaxUDPPayload)

@@ -50,6 +50,7 @@ func startRank(o options, world *rendezvous.World, w wire.Wire) (*rankRT, error)
 		Insecure:        !o.crypto,
 		CacheCapacity:   o.cacheSize,
 		LocalCompletion: o.localComp,
+		Window:          o.window,
 	})
 	if err != nil {
 		w.Close()
@@ -66,6 +67,8 @@ func startRank(o options, world *rendezvous.World, w wire.Wire) (*rankRT, error)
 		}
 	}
 	var copts collectives.Options
+	copts.Tuning.SegmentBytes = int(o.segment)
+	copts.Tuning.PipelineDepth = o.depth
 	if o.algo != "" {
 		a, err := collectives.ParseAlgorithm(o.algo)
 		if err != nil {
