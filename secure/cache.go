@@ -3,8 +3,6 @@ package secure
 import (
 	"sync"
 	"sync/atomic"
-
-	"github.com/sealring/sealring/internal/cpu"
 )
 
 // The key cache is soft state: it saves derivations, never decides
@@ -22,9 +20,22 @@ type cacheKey struct {
 // CacheStats counts key-cache events since the Opener was made.
 type CacheStats struct {
 	Hits, Misses, Evictions uint64
+	// Deferred counts misses whose keys were not cached: the packet
+	// failed to authenticate, or its key context was seen for the first
+	// time (see Opener's admission rule).
+	Deferred uint64
 	// Capacity is the cache's bound in entries; Len the entries held.
 	Capacity, Len int
 }
+
+// The cache admits an entry only after a packet under it authenticated, and
+// only on the second sighting of its key context within a doorkeeper
+// period (TinyLFU's doorkeeper: a bit per hashed key context, cleared when
+// a quarter of the bits are set). So forged packets, which anyone can make
+// with any sender ID, cannot evict live entries, and a receiver facing far
+// more senders than it can cache does not churn its cache on senders it
+// sees once. A derivation on a miss goes into a pooled scratch entry and is
+// copied into a slot when admitted.
 
 type keyCache struct {
 	shards []cacheShard
@@ -38,7 +49,10 @@ type cacheShard struct {
 	slots                   []cacheSlot
 	hand                    int
 	hits, misses, evictions atomic.Uint64
-	_                       [64]byte // keep neighbouring shards' locks apart
+	deferred                atomic.Uint64
+	door                    []atomic.Uint64 // doorkeeper bits
+	doorSet                 atomic.Int64    // bits set since the last clear
+	_                       [64]byte        // keep neighbouring shards' locks apart
 }
 
 type cacheSlot struct {
@@ -67,6 +81,8 @@ func newKeyCache(capacity int) *keyCache {
 		}
 		c.shards[i].index = make(map[cacheKey]int32, sz)
 		c.shards[i].slots = make([]cacheSlot, sz)
+		// 4 bits per slot, at least one word.
+		c.shards[i].door = make([]atomic.Uint64, (4*sz+63)/64)
 	}
 	return c
 }
@@ -79,12 +95,13 @@ func (k *cacheKey) hash() uint64 {
 	return h
 }
 
-// acquire returns the derived keys of k with its shard locked (shared on
-// a hit, exclusive after a miss, when it derives them from m into a slot
-// chosen by CLOCK), so the entry cannot be evicted while in use. The caller
-// must call release(sh, excl) when done, also after an error.
-func (c *keyCache) acquire(k cacheKey, m *masterKey, p cpu.Path) (d *derived, sh *cacheShard, excl bool, err error) {
-	sh = &c.shards[k.hash()&c.mask]
+// lookup returns the cached keys of k with its shard read-locked, or
+// ok == false (and nothing locked) on a miss. After a hit the caller must
+// call sh.mu.RUnlock when done with d, so the entry cannot be evicted while
+// in use.
+func (c *keyCache) lookup(k cacheKey) (d *derived, sh *cacheShard, ok bool) {
+	h := k.hash()
+	sh = &c.shards[h&c.mask]
 	sh.mu.RLock()
 	if i, ok := sh.index[k]; ok {
 		sl := &sh.slots[i]
@@ -92,40 +109,60 @@ func (c *keyCache) acquire(k cacheKey, m *masterKey, p cpu.Path) (d *derived, sh
 			sl.ref.Store(true)
 		}
 		sh.hits.Add(1)
-		return &sl.keys, sh, false, nil
+		return &sl.keys, sh, true
 	}
 	sh.mu.RUnlock()
-
-	sh.mu.Lock()
-	if i, ok := sh.index[k]; ok { // filled while we waited
-		sh.hits.Add(1)
-		sh.slots[i].ref.Store(true)
-		return &sh.slots[i].keys, sh, true, nil
-	}
 	sh.misses.Add(1)
+	return nil, sh, false
+}
+
+// admit is called after a miss whose packet authenticated under d: it
+// caches a copy of d if the doorkeeper has seen k before, evicting an entry
+// chosen by CLOCK.
+func (c *keyCache) admit(k cacheKey, d *derived) {
+	h := k.hash()
+	sh := &c.shards[h&c.mask]
+	if !sh.seenBefore(h >> 32) {
+		sh.deferred.Add(1)
+		return
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.index[k]; ok { // admitted by a concurrent opener
+		return
+	}
 	i := sh.victim()
 	sl := &sh.slots[i]
 	if sl.used {
 		delete(sh.index, sl.key)
 		sh.evictions.Add(1)
-		sl.used = false
 	}
-	if err := m.derive(&sl.keys, p, k.mode, k.id, k.epoch); err != nil {
-		sl.keys.aead.Wipe()
-		return nil, sh, true, err
-	}
+	sl.keys = *d
 	sl.key, sl.used = k, true
 	sl.ref.Store(true)
 	sh.index[k] = int32(i)
-	return &sl.keys, sh, true, nil
 }
 
-func release(sh *cacheShard, excl bool) {
-	if excl {
-		sh.mu.Unlock()
-	} else {
-		sh.mu.RUnlock()
+// seenBefore sets the doorkeeper bit of a key-context hash and reports
+// whether it was already set.
+func (sh *cacheShard) seenBefore(h uint64) bool {
+	nbits := uint64(len(sh.door)) * 64
+	b := h % nbits
+	w := &sh.door[b/64]
+	m := uint64(1) << (b % 64)
+	if w.Load()&m != 0 {
+		return true
 	}
+	if w.Or(m)&m != 0 {
+		return true
+	}
+	if sh.doorSet.Add(1) >= int64(nbits/4) {
+		sh.doorSet.Store(0)
+		for i := range sh.door {
+			sh.door[i].Store(0)
+		}
+	}
+	return false
 }
 
 // victim picks a slot with the CLOCK algorithm: a free slot, or the first
@@ -155,6 +192,7 @@ func (c *keyCache) stats() CacheStats {
 		s.Hits += sh.hits.Load()
 		s.Misses += sh.misses.Load()
 		s.Evictions += sh.evictions.Load()
+		s.Deferred += sh.deferred.Load()
 		sh.mu.RLock()
 		s.Len += len(sh.index)
 		sh.mu.RUnlock()
@@ -179,3 +217,5 @@ func (c *keyCache) purge() {
 		sh.mu.Unlock()
 	}
 }
+
+func (c *keyCache) shardOf(k cacheKey) *cacheShard { return &c.shards[k.hash()&c.mask] }

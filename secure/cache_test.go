@@ -2,6 +2,7 @@ package secure
 
 import (
 	"bytes"
+	"errors"
 	"sync"
 	"testing"
 
@@ -24,18 +25,21 @@ func TestCacheStats(t *testing.T) {
 	for range 3 {
 		open(sealers[0])
 	}
+	// The first packet of a key context is not cached (doorkeeper), the
+	// second is, the third hits.
 	st := o.CacheStats()
-	if st.Misses != 1 || st.Hits != 2 || st.Len != 1 || st.Capacity != 4 {
+	if st.Misses != 2 || st.Deferred != 1 || st.Hits != 1 || st.Len != 1 || st.Capacity != 4 {
 		t.Fatalf("after 3 packets from one sender: %+v", st)
 	}
 	for _, s := range sealers {
+		open(s)
 		open(s)
 	}
 	st = o.CacheStats()
 	if st.Len > 4 {
 		t.Fatalf("cache holds %d entries, capacity 4", st.Len)
 	}
-	if st.Misses != 8 || st.Evictions != 4 {
+	if st.Hits+st.Misses != 3+16 || st.Evictions == 0 || st.Deferred > st.Misses || st.Misses < 8 {
 		t.Fatalf("after 8 senders: %+v", st)
 	}
 	o.PurgeCache()
@@ -51,6 +55,54 @@ func TestCacheStats(t *testing.T) {
 	}
 	if st := o0.CacheStats(); st.Misses != 5 || st.Hits != 0 || st.Capacity != 0 {
 		t.Fatalf("no cache: %+v", st)
+	}
+}
+
+// TestCacheForgedPacketsDoNotEvict: packets that fail to authenticate,
+// whatever sender IDs they name, never enter the cache, so a flood of them
+// cannot evict the keys of live senders.
+func TestCacheForgedPacketsDoNotEvict(t *testing.T) {
+	g := newTestGroup(t, 1, cpu.Generic)
+	o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, cpu.Generic)}, CacheCapacity: 4})
+	live := newTestSealer(t, g, SealerConfig{ID: 1})
+	open := func(s *Sealer, corrupt bool) error {
+		pkt, err := s.Seal(packet(s, nil, nil, []byte("payload")), 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if corrupt {
+			pkt[len(pkt)-1] ^= 1
+		}
+		_, err = o.Open(pkt, 0)
+		return err
+	}
+	for range 2 {
+		if err := open(live, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := o.CacheStats()
+	if before.Len != 1 {
+		t.Fatalf("live sender not cached: %+v", before)
+	}
+	// Forged: right format, tags that fail, 64 sender IDs, each twice.
+	for i := range 64 {
+		f := newTestSealer(t, g, SealerConfig{ID: uint64(1000 + i)})
+		for range 2 {
+			if err := open(f, true); !errors.Is(err, ErrAuth) {
+				t.Fatalf("forged packet: %v", err)
+			}
+		}
+	}
+	after := o.CacheStats()
+	if after.Len != 1 || after.Evictions != 0 || after.Deferred != before.Deferred+128 {
+		t.Fatalf("forged packets changed the cache: before %+v, after %+v", before, after)
+	}
+	if err := open(live, false); err != nil {
+		t.Fatal(err)
+	}
+	if st := o.CacheStats(); st.Hits != after.Hits+1 {
+		t.Fatalf("live sender no longer hits: %+v", st)
 	}
 }
 

@@ -40,7 +40,7 @@ type Opener struct {
 	window uint16
 	path   cpu.Path
 	cache  *keyCache
-	pool   sync.Pool // *derived, for the cache-less mode
+	pool   sync.Pool // *derived: scratch for derivations on a miss
 	misses atomic.Uint64
 }
 
@@ -187,25 +187,7 @@ func (o *Opener) open(pkt []byte, hdrOff int, dst []byte) (Opened, error) {
 		}
 		out = dst
 	}
-	var d *derived
-	if o.cache != nil {
-		var sh *cacheShard
-		var excl bool
-		d, sh, excl, err = o.cache.acquire(cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}, m, o.path)
-		if err == nil {
-			err = openWith(d, h, out, ct, aad)
-		}
-		release(sh, excl)
-	} else {
-		o.misses.Add(1)
-		d = o.pool.Get().(*derived)
-		if err = m.derive(d, o.path, h.Mode, h.ID, h.Epoch); err == nil {
-			err = openWith(d, h, out, ct, aad)
-		}
-		d.aead.Wipe()
-		clear(d.ivMask[:])
-		o.pool.Put(d)
-	}
+	err = o.openKeys(m, h, out, ct, aad)
 	if err != nil {
 		return r, err
 	}
@@ -214,6 +196,38 @@ func (o *Opener) open(pkt []byte, hdrOff int, dst []byte) (Opened, error) {
 	r.Clear = pkt[hdrOff+hl : aadEnd]
 	r.Payload = out[:len(ct)-TagSize]
 	return r, nil
+}
+
+// openKeys opens ct under the data key of (m, h): a cached one, or one
+// derived into scratch and offered to the cache if the packet
+// authenticates.
+func (o *Opener) openKeys(m *masterKey, h *Header, out, ct, aad []byte) error {
+	ck := cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}
+	if o.cache != nil {
+		if d, sh, ok := o.cache.lookup(ck); ok {
+			err := openWith(d, h, out, ct, aad)
+			sh.mu.RUnlock()
+			return err
+		}
+	} else {
+		o.misses.Add(1)
+	}
+	d := o.pool.Get().(*derived)
+	err := m.derive(d, o.path, h.Mode, h.ID, h.Epoch)
+	if err == nil {
+		err = openWith(d, h, out, ct, aad)
+	}
+	if o.cache != nil {
+		if err == nil {
+			o.cache.admit(ck, d)
+		} else {
+			o.cache.shardOf(ck).deferred.Add(1)
+		}
+	}
+	d.aead.Wipe()
+	clear(d.ivMask[:])
+	o.pool.Put(d)
+	return err
 }
 
 func openWith(d *derived, h *Header, out, ct, aad []byte) error {
