@@ -6,10 +6,12 @@ import (
 )
 
 // ChooseAllReduce returns the AllReduce algorithm Auto picks for a message
-// of the given size on n ranks under tuning t (zero fields: DefaultTuning):
+// of the given size on n ranks under tuning t (zero fields: DefaultTuning()):
 //
-//   - bytes ≤ RDMaxBytes: recursive doubling (latency: ⌈log2 n⌉ rounds of the
-//     whole buffer; the buffer is small so volume does not matter);
+//   - bytes ≤ RDMaxBytes (RDMaxBytesFewRanks when n ≤ 3): recursive
+//     doubling (latency: ⌈log2 n⌉ rounds of the whole buffer; the buffer is
+//     small so volume does not matter, and with 2 ranks it is the ring's
+//     volume anyway);
 //   - n a power of two and bytes ≤ RabenseifnerMaxBytes, or n not a power of
 //     two and bytes ≤ RabenseifnerMaxBytesFolded: Rabenseifner (2·log2 n
 //     rounds, ring-optimal volume; the fold for n ≠ 2^k costs two extra
@@ -17,15 +19,16 @@ import (
 //   - otherwise ring (2(n-1) rounds, optimal volume, pipelined so that the
 //     reduction overlaps the transfers; wins when bandwidth dominates).
 //
-// n ≤ 2 uses recursive doubling up to RDMaxBytes and the ring beyond: with
-// two ranks Rabenseifner and the ring move the same data in the same rounds
-// and only the ring pipelines.
+// n ≤ 2 uses the ring beyond the recursive-doubling limit: with two ranks
+// Rabenseifner and the ring move the same data in the same rounds and only
+// the ring pipelines. The defaults are crossovers measured with
+// bench/allreduce -algo on 2, 3 and 4 local ranks (docs/performance.md §7).
 func ChooseAllReduce(bytes, n int, t Tuning) Algorithm {
 	t = t.withDefaults()
 	switch {
 	case n <= 1:
 		return RecursiveDoubling
-	case bytes <= t.RDMaxBytes:
+	case bytes <= t.RDMaxBytes, n <= 3 && bytes <= t.RDMaxBytesFewRanks:
 		return RecursiveDoubling
 	case n == 2:
 		return Ring

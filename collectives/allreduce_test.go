@@ -125,14 +125,18 @@ func TestAllReduceLarge(t *testing.T) {
 }
 
 func TestChooseAllReduce(t *testing.T) {
-	d := DefaultTuning
+	d := DefaultTuning()
 	cases := []struct {
 		bytes, n int
 		want     Algorithm
 	}{
 		{8, 4, RecursiveDoubling},
 		{d.RDMaxBytes, 7, RecursiveDoubling},
-		{d.RDMaxBytes + 1, 2, Ring},
+		{d.RDMaxBytes + 1, 2, RecursiveDoubling},
+		{d.RDMaxBytesFewRanks, 3, RecursiveDoubling},
+		{d.RDMaxBytesFewRanks + 1, 2, Ring},
+		{d.RDMaxBytesFewRanks + 1, 3, Ring},
+		{d.RDMaxBytes + 1, 4, Rabenseifner},
 		{d.RDMaxBytes + 1, 8, Rabenseifner},
 		{d.RabenseifnerMaxBytes, 8, Rabenseifner},
 		{d.RabenseifnerMaxBytes + 1, 8, Ring},

@@ -229,5 +229,5 @@ func identical[T Elem](a, b []T) bool { return string(asBytes(a)) == string(asBy
 // segments, and the size-based choices pick the large-message algorithms.
 func tinyTuning() Tuning {
 	return Tuning{SegmentBytes: 200, PipelineDepth: 2, BcastTreeMaxBytes: 1, AllGatherRDMaxBytes: 1,
-		ReduceScatterHalvingMaxBytes: 1, AllToAllWindow: 2, RDMaxBytes: 1, RabenseifnerMaxBytes: 1, RabenseifnerMaxBytesFolded: 1}
+		ReduceScatterHalvingMaxBytes: 1, AllToAllWindow: 2, RDMaxBytes: 1, RDMaxBytesFewRanks: 1, RabenseifnerMaxBytes: 1, RabenseifnerMaxBytesFolded: 1}
 }

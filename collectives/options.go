@@ -68,8 +68,12 @@ func ParseAlgorithm(s string) (Algorithm, error) {
 // tens of microseconds, to be re-measured (see NOTES.md); zero fields take
 // the DefaultTuning values.
 type Tuning struct {
-	// AllReduce: messages of at most RDMaxBytes use recursive doubling.
-	RDMaxBytes int
+	// AllReduce: messages of at most RDMaxBytes use recursive doubling;
+	// on communicators of 2 or 3 ranks the limit is RDMaxBytesFewRanks
+	// (there recursive doubling moves as little data as the ring, or
+	// nearly, in fewer rounds).
+	RDMaxBytes         int
+	RDMaxBytesFewRanks int
 	// AllReduce: larger messages of at most RabenseifnerMaxBytes use
 	// Rabenseifner when the rank count is a power of two, and up to
 	// RabenseifnerMaxBytesFolded otherwise (the fold sends the whole buffer
@@ -99,27 +103,31 @@ type Tuning struct {
 	AllToAllWindow int
 }
 
-// DefaultTuning is used for the zero fields of Options.Tuning.
-var DefaultTuning = Tuning{
-	RDMaxBytes:                   32 << 10,
-	RabenseifnerMaxBytes:         4 << 20,
-	RabenseifnerMaxBytesFolded:   512 << 10,
-	SegmentBytes:                 256 << 10,
-	PipelineDepth:                4,
-	BcastTreeMaxBytes:            256 << 10,
-	AllGatherRDMaxBytes:          64 << 10,
-	ReduceScatterHalvingMaxBytes: 1 << 20,
-	AllToAllWindow:               4,
+// DefaultTuning returns the values used for the zero fields of Options.Tuning.
+func DefaultTuning() Tuning {
+	return Tuning{
+		RDMaxBytes:                   64 << 10,
+		RDMaxBytesFewRanks:           1 << 20,
+		RabenseifnerMaxBytes:         4 << 20,
+		RabenseifnerMaxBytesFolded:   512 << 10,
+		SegmentBytes:                 256 << 10,
+		PipelineDepth:                4,
+		BcastTreeMaxBytes:            256 << 10,
+		AllGatherRDMaxBytes:          64 << 10,
+		ReduceScatterHalvingMaxBytes: 1 << 20,
+		AllToAllWindow:               4,
+	}
 }
 
 func (t Tuning) withDefaults() Tuning {
-	d := DefaultTuning
+	d := DefaultTuning()
 	set := func(p *int, def int) {
 		if *p <= 0 {
 			*p = def
 		}
 	}
 	set(&t.RDMaxBytes, d.RDMaxBytes)
+	set(&t.RDMaxBytesFewRanks, d.RDMaxBytesFewRanks)
 	set(&t.RabenseifnerMaxBytes, d.RabenseifnerMaxBytes)
 	set(&t.RabenseifnerMaxBytesFolded, d.RabenseifnerMaxBytesFolded)
 	set(&t.SegmentBytes, d.SegmentBytes)
