@@ -55,6 +55,7 @@ type options struct {
 	localComp bool
 	cpuProf   string
 	segment   int64
+	busyPoll  time.Duration
 	depth     int
 	window    int
 }
@@ -93,6 +94,7 @@ func run(args []string) error {
 	var segS string
 	fs.StringVar(&segS, "segment", "0", "collectives Tuning.SegmentBytes: the ring's pipeline segment (0: the default)")
 	fs.IntVar(&o.depth, "depth", 0, "collectives Tuning.PipelineDepth: ring segment receives kept posted (0: the default)")
+	fs.DurationVar(&o.busyPoll, "busypoll", 0, "UDP wire BusyPoll: poll the socket this long before sleeping (only when every rank has a core; 0: off)")
 	fs.IntVar(&o.window, "window", 0, "transport Config.Window: unacknowledged packets per peer (0: the default)")
 	fs.IntVar(&o.maxPay, "maxpayload", 0, "UDP datagram payload in bytes (0: 8192 when -addr is a loopback address, else the wire default 1452; every rank must agree)")
 	if err := fs.Parse(args); err != nil {

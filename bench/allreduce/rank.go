@@ -96,7 +96,7 @@ func runRankFromEnv(ctx context.Context, o options) error {
 		// secret JoinFromEnv uses); its datagram size is QUIC's own.
 		w, err = quicwire.ListenFromEnv(laddr, quicwire.Config{})
 	} else {
-		w, err = wire.ListenUDP("udp", laddr, wire.UDPConfig{MaxPayload: loopbackPayload(o.maxPay, laddr)})
+		w, err = wire.ListenUDP("udp", laddr, wire.UDPConfig{MaxPayload: loopbackPayload(o.maxPay, laddr), BusyPoll: o.busyPoll})
 	}
 	if err != nil {
 		return err

@@ -5,8 +5,10 @@ package wire
 import (
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -372,6 +374,10 @@ type recvState struct {
 	off   int // cursor: offset in that slot
 	errno unix.Errno
 	read  func(fd uintptr) bool
+
+	polling   bool      // doRead is in a BusyPoll window
+	pollStart time.Time // when the window opened
+	sparse    bool      // the last recvmmsg returned a few small datagrams
 }
 
 func newRecvState(u *UDP) *recvState {
@@ -434,8 +440,27 @@ func (r *recvState) fill(want int) error {
 		return mapErr(os.NewSyscallError("recvmmsg", r.errno))
 	}
 	r.u.recvCalls.Add(1)
+	r.sparse = false
+	if r.n <= sparseDatagrams {
+		total := 0
+		for j := 0; j < r.n; j++ {
+			total += int(r.hdrs[j].Len)
+		}
+		r.sparse = total <= sparseBytes
+	}
 	return nil
 }
+
+// A read that returns at most sparseDatagrams datagrams of at most
+// sparseBytes in total marks the traffic as latency-bound (small messages
+// and their acknowledgements), the only case in which UDPConfig.BusyPoll
+// polls. Streaming traffic arrives in larger batches or GRO-coalesced
+// slots and never polls, so the poller does not take CPU from sealing and
+// copying.
+const (
+	sparseDatagrams = 4
+	sparseBytes     = 4096
+)
 
 // doRead runs inside RawConn.Read; returning false waits for data in the
 // netpoller.
@@ -446,15 +471,39 @@ func (r *recvState) doRead(fd uintptr) bool {
 		switch e {
 		case 0:
 			r.n = int(n)
+			r.polling = false
 			return true
 		case unix.EINTR:
 		case unix.EAGAIN:
+			if r.poll() {
+				continue
+			}
 			return false
 		default:
 			r.errno = e
 			return true
 		}
 	}
+}
+
+// poll reports whether doRead should try again at once (UDPConfig.BusyPoll)
+// rather than sleep in the netpoller; it yields the processor first. It
+// polls only while the traffic is sparse (see sparseBytes).
+func (r *recvState) poll() bool {
+	u := r.u
+	if u.busyPoll <= 0 || !r.sparse || u.closed.Load() {
+		r.polling = false
+		return false
+	}
+	if !r.polling {
+		r.polling, r.pollStart = true, time.Now()
+	} else if time.Since(r.pollStart) >= u.busyPoll {
+		r.polling = false
+		return false
+	}
+	u.busyPolls.Add(1)
+	runtime.Gosched()
+	return true
 }
 
 // drain hands out received datagrams from the cursor, splitting GRO slots

@@ -157,3 +157,91 @@ func TestUDPCloseUnblocksWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestUDPBusyPoll: with BusyPoll a reader polls while traffic is sparse
+// (one small datagram per read), never after a streaming batch, still
+// receives what arrives, and Close ends a polling read at once.
+func TestUDPBusyPoll(t *testing.T) {
+	before := runtime.NumGoroutine()
+	lo := netip.MustParseAddrPort("127.0.0.1:0")
+	tx, err := wire.ListenUDP("udp4", lo, wire.UDPConfig{MaxPayload: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	rx, err := wire.ListenUDP("udp4", lo, wire.UDPConfig{MaxPayload: 8192, BusyPoll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(sizes ...int) {
+		t.Helper()
+		msgs := wiretest.Msgs(rx.LocalAddr(), 0, sizes...)
+		if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	buf := make([]wire.Message, rx.BatchSize())
+	read := func() chan result {
+		ch := make(chan result, 1)
+		go func() {
+			n, err := rx.ReadBatch(buf)
+			ch <- result{n, err}
+		}()
+		return ch
+	}
+	// Streaming: a batch of datagrams larger than a sparse read's total,
+	// then an empty socket: no polling.
+	send(wiretest.Repeat(5000, 16)...)
+	got := 0
+	for got < 16 {
+		r := <-read()
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		got += r.n
+	}
+	ch := read()
+	time.Sleep(30 * time.Millisecond)
+	if p := rx.Stats().BusyPolls; p != 0 {
+		t.Fatalf("polled %d times after streaming traffic", p)
+	}
+	send(8) // sparse: this read returns it, the next one polls
+	if r := <-ch; r.err != nil || r.n != 1 || len(buf[0].Buf) != 8 {
+		t.Fatalf("read %+v", r)
+	}
+	ch = read()
+	deadline := time.Now().Add(wiretest.Timeout)
+	for rx.Stats().BusyPolls < 100 {
+		if time.Now().After(deadline) {
+			t.Fatal("no busy polling after sparse traffic")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	send(16) // found by the poller
+	if r := <-ch; r.err != nil || r.n != 1 || len(buf[0].Buf) != 16 {
+		t.Fatalf("read while polling %+v", r)
+	}
+	ch = read()
+	for p := rx.Stats().BusyPolls; rx.Stats().BusyPolls == p; {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	rx.Close()
+	select {
+	case r := <-ch:
+		if !errors.Is(r.err, wire.ErrClosed) {
+			t.Fatalf("polling read after Close: %+v", r)
+		}
+	case <-time.After(wiretest.Timeout):
+		t.Fatal("Close did not end a polling read")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("polling read took %v to end after Close", d)
+	}
+	tx.Close()
+	wiretest.CheckGoroutines(t, before)
+}
