@@ -1,0 +1,3 @@
+module github.com/sealring/sealring/collectives/_asm
+
+go 1.26.0
