@@ -84,6 +84,11 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer in.Close()
+	if ii, err := in.Stat(); err == nil {
+		if oi, err := os.Stat(*outPath); err == nil && os.SameFile(ii, oi) {
+			return fmt.Errorf("output %s is the input file", *outPath)
+		}
+	}
 	out, err := os.Create(*outPath)
 	if err != nil {
 		return err

@@ -109,3 +109,25 @@ func TestCLIErrors(t *testing.T) {
 		t.Error("failed output left behind")
 	}
 }
+
+// TestCLISameFile: an output path naming the input is refused before the
+// input is truncated.
+func TestCLISameFile(t *testing.T) {
+	dir := vectorDir(t)
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "in.pcap")
+	want, err := os.ReadFile(filepath.Join(dir, "cleartext", "v4_cleartext_n5.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(in, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = run([]string{"encrypt", "-c", filepath.Join(dir, "cfg", "encrypt_tunnel_crypt_off_128.cfg"), "-i", in, "-o", filepath.Join(tmp, ".", "in.pcap")}, &bytes.Buffer{})
+	if err == nil {
+		t.Error("output over the input accepted")
+	}
+	if got, _ := os.ReadFile(in); !bytes.Equal(got, want) {
+		t.Fatalf("input clobbered: %d bytes left of %d", len(got), len(want))
+	}
+}

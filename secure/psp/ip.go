@@ -14,9 +14,9 @@ import (
 //     becomes UDP and the PSP header's next header is the original one.
 //   - Tunnel mode prepends an outer IP header, UDP and the PSP header to the
 //     whole inner packet and appends the ICV: the outer header is a copy of
-//     the inner one (IPv4: its first 20 bytes, IHL forced to 5; IPv6: the
-//     fixed 40 bytes) with the protocol set to UDP, and the PSP next header
-//     is 4 (IPv4) or 41 (IPv6).
+//     the inner one (IPv4: its first 20 bytes, IHL forced to 5, MF and
+//     fragment offset cleared; IPv6: the fixed 40 bytes) with the protocol
+//     set to UDP, and the PSP next header is 4 (IPv4) or 41 (IPv6).
 //   - The outer UDP header: destination port 1000 (configurable), source
 //     port = inner source port XOR inner destination port when the inner
 //     protocol is TCP or UDP (a flow hash for ECMP), 1000 otherwise;
@@ -165,6 +165,9 @@ func (s *Sealer) TunnelHeadroom(v6 bool) int {
 // stay in clear; like the reference, it may not exceed the IP payload. It
 // returns the PSP packet, a slice of buf that ends with the ICV.
 func (s *Sealer) SealTransport(buf []byte, ipOff int, cryptOffset uint8) ([]byte, error) {
+	if !s.sa.ok {
+		return nil, errNotInit
+	}
 	room := s.TransportHeadroom()
 	if ipOff < room || ipOff > len(buf) {
 		return nil, errHeadroom
@@ -209,7 +212,10 @@ func (s *Sealer) SealTransport(buf []byte, ipOff int, cryptOffset uint8) ([]byte
 // packet (counted from the end of the IV) stay in clear. It returns the
 // outer packet, a slice of buf that ends with the ICV.
 func (s *Sealer) SealTunnel(buf []byte, ipOff int, cryptOffset uint8) ([]byte, error) {
-	if ipOff > len(buf) {
+	if !s.sa.ok {
+		return nil, errNotInit
+	}
+	if ipOff < 0 || ipOff > len(buf) {
 		return nil, errHeadroom
 	}
 	if cap(buf)-len(buf) < ICVLen {
@@ -244,7 +250,11 @@ func (s *Sealer) SealTunnel(buf []byte, ipOff int, cryptOffset uint8) ([]byte, e
 	}
 	copy(out[:outer.hl], p[:outer.hl])
 	if !ip.v6 {
+		// The outer packet is whole even when the inner one is a
+		// fragment: keep DF, clear MF and the fragment offset.
 		out[0] = 0x45
+		out[6] &= 0x40
+		out[7] = 0
 	}
 	setIPLen(out, outer, total, protoUDP)
 	putUDP(out[outer.hl:], sport, s.port, total-outer.hl)

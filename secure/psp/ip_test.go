@@ -179,3 +179,50 @@ func TestIPNoAlloc(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// TestIPBadOffsets: an ipOff outside the buffer is an error, not a panic.
+func TestIPBadOffsets(t *testing.T) {
+	s, _ := NewSealer(SealerConfig{Key: testKey(V0, 1), SPI: 1})
+	p := ipv4Packet(17, 0, l4(1, 2, 8))
+	buf := make([]byte, 64+len(p), 64+len(p)+ICVLen)
+	copy(buf[64:], p)
+	for _, off := range []int{-1, -64, len(buf) + 1} {
+		if _, err := s.SealTunnel(buf, off, 0); !errors.Is(err, ErrConfig) {
+			t.Errorf("SealTunnel ipOff %d: %v", off, err)
+		}
+		if _, err := s.SealTransport(buf, off, 0); !errors.Is(err, ErrConfig) {
+			t.Errorf("SealTransport ipOff %d: %v", off, err)
+		}
+	}
+}
+
+// TestTunnelInnerFragment: the outer header of a tunnelled IPv4 fragment
+// is a whole packet (MF and fragment offset clear, DF kept); the inner
+// fragment comes back unchanged.
+func TestTunnelInnerFragment(t *testing.T) {
+	srv := newTestServer(t)
+	k, _ := srv.NewSA(V0)
+	s, _ := NewSealer(SealerConfig{Key: k.Bytes(), SPI: k.SPI})
+	for _, frag := range []uint16{0x2000, 0x0010, 0x2010 | 0x4000} {
+		p := ipv4Packet(17, 0, l4(1, 2, 64))
+		binary.BigEndian.PutUint16(p[6:], frag)
+		p[10], p[11] = 0, 0
+		binary.BigEndian.PutUint16(p[10:], ipv4Checksum(p[:20]))
+		buf := make([]byte, 64+len(p), 64+len(p)+ICVLen)
+		copy(buf[64:], p)
+		out, err := s.SealTunnel(buf, 64, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := binary.BigEndian.Uint16(out[6:]); got != frag&0x4000 {
+			t.Errorf("inner flags/offset %04x: outer %04x, want %04x", frag, got, frag&0x4000)
+		}
+		if ipv4Checksum(out[:20]) != 0 {
+			t.Errorf("inner flags/offset %04x: bad outer checksum", frag)
+		}
+		d, err := srv.OpenIP(out, 0)
+		if err != nil || d.Mode != Tunnel || !bytes.Equal(d.Packet, p) {
+			t.Fatalf("inner flags/offset %04x: %v %v", frag, d.Mode, err)
+		}
+	}
+}

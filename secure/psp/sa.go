@@ -278,6 +278,9 @@ func (s *Sealer) Overhead() int { return s.HeaderLen() + ICVLen }
 // SPI returns the association's SPI.
 func (s *Sealer) SPI() uint32 { return s.sa.spi }
 
+// Wipe zeroes the key; Seal fails afterwards. It must not race with Seal.
+func (s *Sealer) Wipe() { s.sa.Wipe() }
+
 // nextIV hands out the next IV, failing once the 64-bit space is used up.
 func (s *Sealer) nextIV() (uint64, error) {
 	n := s.n.Add(1) - 1
@@ -292,6 +295,9 @@ func (s *Sealer) nextIV() (uint64, error) {
 // nextHeader names; cryptOffset words after the IV stay in clear (see
 // SA.Seal). It returns pkt extended by the ICV.
 func (s *Sealer) Seal(pkt []byte, nextHeader, cryptOffset uint8) ([]byte, error) {
+	if !s.sa.ok {
+		return pkt, errNotInit
+	}
 	hl := s.HeaderLen()
 	if len(pkt) < hl {
 		return pkt, errShortHeader

@@ -268,3 +268,22 @@ func TestSealerMatchesSA(t *testing.T) {
 		}
 	}
 }
+
+// TestSealerWipe: Wipe zeroes the Sealer's key; sealing afterwards is an
+// error, not a panic.
+func TestSealerWipe(t *testing.T) {
+	s, err := NewSealer(SealerConfig{Key: testKey(V0, 1), SPI: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Wipe()
+	if _, err := s.Seal(make([]byte, 20, 36), 17, 0); !errors.Is(err, ErrConfig) {
+		t.Fatalf("Seal after Wipe: %v", err)
+	}
+	p := ipv4Packet(17, 0, l4(1, 2, 8))
+	buf := make([]byte, 64+len(p), 64+len(p)+ICVLen)
+	copy(buf[64:], p)
+	if _, err := s.SealTunnel(buf, 64, 0); !errors.Is(err, ErrConfig) {
+		t.Fatalf("SealTunnel after Wipe: %v", err)
+	}
+}

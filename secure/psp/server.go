@@ -2,10 +2,12 @@ package psp
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sealring/sealring/internal/cpu"
 )
@@ -21,7 +23,19 @@ type ServerConfig struct {
 	// MasterKeys, if non-nil, are the initial master keys 0 and 1 (for
 	// example the reference's decrypt.cfg, or keys restored after a
 	// restart); nil draws both at random. Slot 0 is current.
+	//
+	// The Server cannot know which SPIs were already handed out under
+	// given keys, and handing one out again would give a second sender
+	// the first one's key (both counting IVs from 1). So unless Allocated
+	// says where allocation stopped, a Server with given MasterKeys
+	// allocates nothing under them: NewSA and AllocatePair fail with
+	// ErrSPIExhausted until Rotate replaces a key. Derivation and Open
+	// work at once.
 	MasterKeys *[2][MasterKeyLen]byte
+	// Allocated, with MasterKeys, is the last SPI index handed out under
+	// each master key, as Server.Allocated reported it before the
+	// restart; allocation resumes after it. Ignored without MasterKeys.
+	Allocated *[2]uint32
 	// Rand is the source of fresh master keys; nil means crypto/rand.
 	Rand io.Reader
 	// Crypto forces a crypto path by name ("" = the process default).
@@ -46,6 +60,9 @@ type Server struct {
 	next [2]uint32  // last SPI index handed out, per slot (guarded by mu)
 
 	state atomic.Pointer[serverKeys]
+
+	ivBase uint64 // wall-clock nanoseconds when the Server was created
+	ivN    atomic.Uint64
 }
 
 // serverKeys is an immutable snapshot of the master keys, each prepared
@@ -62,21 +79,35 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	s := &Server{path: p, rand: cfg.Rand}
+	s := &Server{path: p, rand: cfg.Rand, ivBase: uint64(time.Now().UnixNano())}
 	if s.rand == nil {
 		s.rand = rand.Reader
+	}
+	if cfg.MasterKeys != nil {
+		s.next = [2]uint32{MaxSPIIndex, MaxSPIIndex}
+		if cfg.Allocated != nil {
+			if max(cfg.Allocated[0], cfg.Allocated[1]) > MaxSPIIndex {
+				return nil, fmt.Errorf("%w: allocated SPI index %d over %d", ErrConfig, max(cfg.Allocated[0], cfg.Allocated[1]), MaxSPIIndex)
+			}
+			s.next = *cfg.Allocated
+		}
 	}
 	k := new(serverKeys)
 	for i := range k.prf {
 		var mk [MasterKeyLen]byte
+		var err error
 		if cfg.MasterKeys != nil {
 			mk = cfg.MasterKeys[i]
-		} else if _, err := io.ReadFull(s.rand, mk[:]); err != nil {
-			return nil, fmt.Errorf("psp: drawing master key %d: %w", i, err)
+		} else if _, err = io.ReadFull(s.rand, mk[:]); err != nil {
+			err = fmt.Errorf("psp: drawing master key %d: %w", i, err)
 		}
-		err := k.prf[i].init(p, &mk)
+		if err == nil {
+			err = k.prf[i].init(p, &mk)
+		}
 		clear(mk[:])
 		if err != nil {
+			k.prf[0].wipe()
+			k.prf[1].wipe()
 			return nil, err
 		}
 	}
@@ -117,11 +148,38 @@ func (s *Server) NewSA(v Version) (SAKey, error) {
 // stateless peer finds from the first (one per direction).
 func (s *Server) AllocatePair() (uint32, error) { return s.allocate(2) }
 
+// AllocatePairRotating is AllocatePair, except that when the current
+// master key has no SPI pair left it rotates first (see Rotate) and
+// allocates under the fresh key. Callers that find the key exhausted at
+// the same time rotate once between them, not once each: a second
+// rotation would end the associations of the previous key too.
+func (s *Server) AllocatePairRotating() (uint32, error) {
+	var fresh [MasterKeyLen]byte
+	defer clear(fresh[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	spi, err := s.allocateLocked(2)
+	if !errors.Is(err, ErrSPIExhausted) {
+		return spi, err
+	}
+	if _, err := io.ReadFull(s.rand, fresh[:]); err != nil {
+		return 0, fmt.Errorf("psp: drawing a master key: %w", err)
+	}
+	if err := s.rotateLocked(&fresh); err != nil {
+		return 0, err
+	}
+	return s.allocateLocked(2)
+}
+
 // allocate hands out n (1 or 2) consecutive SPI indexes, the first a
 // multiple of n, under the current master key.
 func (s *Server) allocate(n uint32) (uint32, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.allocateLocked(n)
+}
+
+func (s *Server) allocateLocked(n uint32) (uint32, error) {
 	cur := s.state.Load().current
 	i := s.next[cur] + 1
 	if r := i % n; r != 0 {
@@ -132,6 +190,14 @@ func (s *Server) allocate(n uint32) (uint32, error) {
 	}
 	s.next[cur] = i + n - 1
 	return uint32(cur)<<31 | i, nil
+}
+
+// Allocated returns the last SPI index handed out under each master key
+// (slot 0 and 1), the state ServerConfig.Allocated restores.
+func (s *Server) Allocated() [2]uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
 }
 
 // DeriveSA derives the key of association (spi, v) from the master key spi
@@ -158,6 +224,18 @@ func (s *Server) InitSA(sa *SA, spi uint32, v Version) error {
 	return err
 }
 
+// NextIV returns a fresh IV for a packet that the Server's owner seals
+// itself under a key this Server derives (a reply to a sender, under the
+// sender's paired SPI). All such packets must take their IVs here, however
+// many goroutines or endpoints share the Server: IVs come from one atomic
+// counter started at the wall-clock time in nanoseconds when the Server
+// was created, so no IV repeats under a key, also not across a restart
+// with the same master keys, as long as the clock does not go back and
+// fewer than one IV per nanosecond is drawn on average. Two Servers with
+// the same master keys running at once do not share the counter and must
+// not both seal under the same keys.
+func (s *Server) NextIV() uint64 { return s.ivBase + s.ivN.Add(1) }
+
 // Rotate replaces the older master key with a fresh random one and makes
 // it current. The previous current key stays, so associations created
 // under it keep working; associations created under the replaced key stop
@@ -173,8 +251,13 @@ func (s *Server) Rotate() error {
 }
 
 func (s *Server) rotateTo(fresh *[MasterKeyLen]byte) error {
+	defer clear(fresh[:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.rotateLocked(fresh)
+}
+
+func (s *Server) rotateLocked(fresh *[MasterKeyLen]byte) error {
 	old := s.state.Load()
 	k := *old
 	slot := 1 - old.current
@@ -185,7 +268,6 @@ func (s *Server) rotateTo(fresh *[MasterKeyLen]byte) error {
 	k.gen[slot] = max(old.gen[0], old.gen[1]) + 1
 	s.next[slot] = 0
 	s.state.Store(&k)
-	clear(fresh[:])
 	return nil
 }
 

@@ -179,3 +179,100 @@ func TestServerFixedKeysAndErrors(t *testing.T) {
 		t.Errorf("short packet: %v", err)
 	}
 }
+
+// TestRestoredKeysNoSPIReuse: a server restarted with the master keys of
+// an earlier one must not hand out the SPIs (and so the keys) that the
+// earlier one handed out: the new sender would hold the old sender's key,
+// and both count their IVs from 1. Without the allocation state it
+// allocates nothing under the restored keys (ErrSPIExhausted: rotate);
+// with it, allocation resumes after the last SPI handed out.
+func TestRestoredKeysNoSPIReuse(t *testing.T) {
+	var mk [2][MasterKeyLen]byte
+	copy(mk[0][:], pattern(32, 1))
+	copy(mk[1][:], pattern(32, 2))
+	first, err := NewServer(ServerConfig{MasterKeys: &mk, Allocated: &[2]uint32{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := first.NewSA(V0)
+	if err != nil || old.SPI != 1 {
+		t.Fatalf("first SA under fresh allocation state: %08x %v", old.SPI, err)
+	}
+	restarted, err := NewServer(ServerConfig{MasterKeys: &mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := restarted.NewSA(V0)
+	if err == nil && bytes.Equal(k.Bytes(), old.Bytes()) {
+		t.Fatalf("restarted server handed out SPI %08x again, with the same key", k.SPI)
+	}
+	if !errors.Is(err, ErrSPIExhausted) {
+		t.Fatalf("allocation under restored keys without their state: %v, want ErrSPIExhausted", err)
+	}
+	if _, err := restarted.AllocatePair(); !errors.Is(err, ErrSPIExhausted) {
+		t.Fatalf("pair under restored keys without their state: %v", err)
+	}
+	if err := restarted.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if k, err = restarted.NewSA(V0); err != nil || k.SPI != SPIKeySelector|1 {
+		t.Fatalf("after rotation: %08x %v", k.SPI, err)
+	}
+	// The restored key still opens the old association's packets.
+	if _, err := restarted.Open(sealWith(t, old, []byte("old"))); err != nil {
+		t.Fatalf("old association after restart: %v", err)
+	}
+	// With the allocation state, allocation resumes.
+	state := first.Allocated()
+	resumed, err := NewServer(ServerConfig{MasterKeys: &mk, Allocated: &state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err = resumed.NewSA(V0); err != nil || k.SPI != 2 {
+		t.Fatalf("resumed allocation: %08x %v", k.SPI, err)
+	}
+	if _, err := NewServer(ServerConfig{MasterKeys: &mk, Allocated: &[2]uint32{MaxSPIIndex + 1, 0}}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("allocation state past the SPI space: %v", err)
+	}
+}
+
+// TestAllocatePairRotatingOnce: callers that find the current key
+// exhausted at the same time rotate once between them, so the previous
+// key (and its associations) survives. Rotating on ErrSPIExhausted with
+// AllocatePair and Rotate, as a caller would, rotates once per caller.
+func TestAllocatePairRotatingOnce(t *testing.T) {
+	var mk [2][MasterKeyLen]byte
+	for round := range 50 {
+		srv, err := NewServer(ServerConfig{MasterKeys: &mk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		spis := make([]uint32, 8)
+		for i := range spis {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				spi, err := srv.AllocatePairRotating()
+				if err != nil {
+					t.Error(err)
+				}
+				spis[i] = spi
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if slot, gen := srv.Current(); slot != 1 || gen != 2 {
+			t.Fatalf("round %d: slot %d generation %d, want one rotation (1, 2)", round, slot, gen)
+		}
+		seen := map[uint32]bool{}
+		for _, spi := range spis {
+			if spi>>31 != 1 || spi&1 != 0 || seen[spi] {
+				t.Fatalf("round %d: SPIs %08x", round, spis)
+			}
+			seen[spi] = true
+		}
+	}
+}

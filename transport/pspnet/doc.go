@@ -27,11 +27,15 @@
 //
 // The server accepts only even SPIs on receive, so a reply cannot be
 // reflected back to it as a request. The server's replies take their IVs
-// from one server-wide counter started at the wall-clock time in
+// from the key server's counter (psp.Server.NextIV, shared by every
+// Server using that psp.Server) started at the wall-clock time in
 // nanoseconds, so no (key, IV) pair repeats without per-client state,
 // even across a restart with the same master keys (as long as the clock
 // does not go back and the server sends less than one reply per
-// nanosecond on average since its start). PSP itself has no replay
+// nanosecond on average since its start). A psp.Server restored with
+// master keys allocates no SPI under them (it cannot know which were
+// handed out, see psp.ServerConfig.Allocated): the first handover after
+// such a restart rotates. PSP itself has no replay
 // protection: a duplicated request is delivered twice, as in the
 // specification; applications that care number their messages.
 //

@@ -62,14 +62,17 @@ type Handler func(spi uint32, req []byte) []byte
 type ServerConfig struct {
 	// TLSConfig authenticates the server and its clients for the key
 	// handover. It must require and verify client certificates
-	// (tls.RequireAndVerifyClientCert), as
+	// (tls.RequireAndVerifyClientCert) against its own ClientCAs, as
 	// rendezvous.Credentials.ServerTLSConfig does: keys go only to
-	// authenticated clients.
+	// authenticated clients. The Server uses a copy with TLS 1.3 as the
+	// minimum and ALPN as the only application protocol, and hands keys
+	// only to clients that negotiated it.
 	TLSConfig *tls.Config
 	// Handler answers requests.
 	Handler Handler
 	// PSP is the key server; nil means a new psp.Server with random
-	// master keys.
+	// master keys. Several Servers may share one: replies take their IVs
+	// from its NextIV.
 	PSP *psp.Server
 	// KeyAddr is the TCP address of the key handover; "" means ":0" (an
 	// ephemeral port; see Server.KeyAddr).
@@ -93,8 +96,6 @@ type Server struct {
 	log     *slog.Logger
 	ln      net.Listener
 	udp     *net.UDPConn
-	ivBase  uint64
-	ivN     atomic.Uint64
 	stop    func() bool
 
 	mu     sync.Mutex
@@ -110,6 +111,12 @@ type Server struct {
 func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if cfg.TLSConfig == nil || cfg.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
 		return nil, fmt.Errorf("%w: the key handover needs a TLS config that requires and verifies client certificates", ErrConfig)
+	}
+	if v := cfg.TLSConfig.MaxVersion; v != 0 && v < tls.VersionTLS13 {
+		return nil, fmt.Errorf("%w: the key handover needs TLS 1.3, the TLS config's MaxVersion is %#x", ErrConfig, v)
+	}
+	if cfg.TLSConfig.ClientCAs == nil {
+		return nil, fmt.Errorf("%w: the key handover's TLS config has no ClientCAs (it would accept any client certificate from the system roots)", ErrConfig)
 	}
 	if cfg.Handler == nil {
 		return nil, fmt.Errorf("%w: no Handler", ErrConfig)
@@ -135,7 +142,7 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	s.tlsConf = cfg.TLSConfig.Clone()
 	s.tlsConf.NextProtos = []string{ALPN}
-	s.ivBase = uint64(time.Now().UnixNano())
+	s.tlsConf.MinVersion = tls.VersionTLS13
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.KeyAddr)
 	if err != nil {
@@ -241,6 +248,9 @@ func (s *Server) handover(raw net.Conn) error {
 	if err := c.Handshake(); err != nil {
 		return err
 	}
+	if p := c.ConnectionState().NegotiatedProtocol; p != ALPN {
+		return fmt.Errorf("client negotiated application protocol %q, want %q", p, ALPN)
+	}
 	var req [requestLen]byte
 	if _, err := io.ReadFull(c, req[:]); err != nil {
 		return err
@@ -252,12 +262,7 @@ func (s *Server) handover(raw net.Conn) error {
 		c.Write(resp[:])
 		return fmt.Errorf("bad request %x", req)
 	}
-	spi, err := s.psp.AllocatePair()
-	if errors.Is(err, psp.ErrSPIExhausted) {
-		if err = s.psp.Rotate(); err == nil {
-			spi, err = s.psp.AllocatePair()
-		}
-	}
+	spi, err := s.psp.AllocatePairRotating()
 	var tx, rx psp.SAKey
 	if err == nil {
 		tx, err = s.psp.DeriveSA(spi, v)
@@ -339,7 +344,7 @@ func (s *Server) serveDatagram(pkt, out []byte, from netip.AddrPort) error {
 		return err
 	}
 	defer sa.Wipe()
-	hdr := psp.Header{NextHeader: NextHeader, Version: h.Version, SPI: h.SPI | 1, IV: s.ivBase + s.ivN.Add(1)}
+	hdr := psp.Header{NextHeader: NextHeader, Version: h.Version, SPI: h.SPI | 1, IV: s.psp.NextIV()}
 	pkt = out[:psp.BaseHeaderLen+len(resp)]
 	copy(pkt[psp.BaseHeaderLen:], resp)
 	if pkt, err = sa.Seal(pkt, &hdr); err != nil {
@@ -353,7 +358,10 @@ func (s *Server) serveDatagram(pkt, out []byte, from netip.AddrPort) error {
 type ClientConfig struct {
 	// TLSConfig authenticates the client and the server for the key
 	// handover, e.g. rendezvous.Credentials.ClientTLSConfig(). It must
-	// carry a client certificate.
+	// carry a client certificate and verify the server (InsecureSkipVerify
+	// only with a verification callback). Dial uses a copy with TLS 1.3 as
+	// the minimum and ALPN, and takes keys only from a server that
+	// negotiated it.
 	TLSConfig *tls.Config
 	// Version is the PSP version asked for; the zero value is V0
 	// (AES-GCM-128).
@@ -384,6 +392,12 @@ func Dial(ctx context.Context, keyAddr string, cfg ClientConfig) (*Client, error
 	if cfg.TLSConfig == nil || (len(cfg.TLSConfig.Certificates) == 0 && cfg.TLSConfig.GetClientCertificate == nil) {
 		return nil, fmt.Errorf("%w: the key handover needs a TLS config with a client certificate", ErrConfig)
 	}
+	if cfg.TLSConfig.InsecureSkipVerify && cfg.TLSConfig.VerifyPeerCertificate == nil && cfg.TLSConfig.VerifyConnection == nil {
+		return nil, fmt.Errorf("%w: the key handover's TLS config does not verify the server (InsecureSkipVerify without a verification callback)", ErrConfig)
+	}
+	if v := cfg.TLSConfig.MaxVersion; v != 0 && v < tls.VersionTLS13 {
+		return nil, fmt.Errorf("%w: the key handover needs TLS 1.3, the TLS config's MaxVersion is %#x", ErrConfig, v)
+	}
 	if !cfg.Version.Valid() {
 		return nil, fmt.Errorf("%w: PSP version %d", ErrConfig, cfg.Version)
 	}
@@ -394,12 +408,16 @@ func Dial(ctx context.Context, keyAddr string, cfg ClientConfig) (*Client, error
 	defer cancel()
 	tc := cfg.TLSConfig.Clone()
 	tc.NextProtos = []string{ALPN}
+	tc.MinVersion = tls.VersionTLS13
 	d := tls.Dialer{Config: tc}
 	conn, err := d.DialContext(ctx, "tcp", keyAddr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrHandover, err)
 	}
 	defer conn.Close()
+	if p := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != ALPN {
+		return nil, fmt.Errorf("%w: server negotiated application protocol %q, want %q", ErrHandover, p, ALPN)
+	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	req := append([]byte(magic), byte(cfg.Version))
@@ -422,12 +440,14 @@ func Dial(ctx context.Context, keyAddr string, cfg ClientConfig) (*Client, error
 		return nil, err
 	}
 	if err := c.rx.Init(resp[40:40+kl], spi|1, cfg.Version, cfg.Crypto); err != nil {
+		c.tx.Wipe()
 		return nil, err
 	}
 	host := conn.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
 	var dl net.Dialer
 	uc, err := dl.DialContext(ctx, "udp", netip.AddrPortFrom(host, port).String())
 	if err != nil {
+		c.tx.Wipe()
 		c.rx.Wipe()
 		return nil, fmt.Errorf("pspnet: UDP socket: %w", err)
 	}
@@ -440,14 +460,14 @@ func (c *Client) SPI() uint32 { return c.tx.SPI() }
 
 // Send seals msg and sends it to the server as one datagram.
 func (c *Client) Send(msg []byte) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
 	if len(msg) > MaxPayload {
 		return ErrTooLarge
 	}
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
+	if c.closed.Load() {
+		return ErrClosed
+	}
 	hl := c.tx.HeaderLen()
 	b := c.sendBuf[:hl+len(msg)]
 	copy(b[hl:], msg)
@@ -505,7 +525,7 @@ func (c *Client) Recv(ctx context.Context, p []byte) (int, error) {
 	}
 }
 
-// Close closes the UDP socket and wipes the receive key.
+// Close closes the UDP socket and wipes both keys.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
@@ -514,5 +534,8 @@ func (c *Client) Close() error {
 	c.recvMu.Lock()
 	c.rx.Wipe()
 	c.recvMu.Unlock()
+	c.sendMu.Lock()
+	c.tx.Wipe()
+	c.sendMu.Unlock()
 	return err
 }

@@ -106,6 +106,7 @@ func Encrypt(in io.Reader, out io.Writer, cfg EncryptConfig, opt Options) (Stats
 	if err != nil {
 		return st, err
 	}
+	defer s.Wipe()
 	r, err := NewReader(in)
 	if err != nil {
 		return st, err

@@ -3,8 +3,13 @@ package pspcap
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/sealring/sealring/secure/psp"
 )
 
 // FuzzReader: the pcap reader never panics, never returns a record longer
@@ -110,4 +115,66 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := ParseDecryptConfig(string(keys[:30])); err == nil {
 		t.Error("short decrypt config accepted")
 	}
+}
+
+// FuzzEncryptDecrypt: Encrypt and Decrypt never panic on arbitrary
+// captures, and whatever Encrypt writes, Decrypt opens: every record
+// authenticates.
+func FuzzEncryptDecrypt(f *testing.F) {
+	dir := vectorDir(f)
+	for _, name := range []string{"v4_cleartext.pcap", "v6_cleartext.pcap", "v4_cleartext_empty.pcap", "v4_cleartext_n5.pcap"} {
+		f.Add(readFile(f, filepath.Join(dir, "cleartext", name)), byte(0))
+		f.Add(readFile(f, filepath.Join(dir, "cleartext", name)), byte(0xff))
+	}
+	f.Add([]byte{}, byte(0))
+	var mk [2][psp.MasterKeyLen]byte
+	mk[1][0] = 1
+	f.Fuzz(func(t *testing.T, in []byte, sel byte) {
+		cfg := EncryptConfig{
+			MasterKeys:           mk,
+			SPI:                  uint32(sel&1) << 31,
+			Mode:                 psp.Transport,
+			Version:              psp.Version(sel >> 1 & 3),
+			TransportCryptOffset: sel >> 3 & 3,
+			TunnelCryptOffsetV4:  sel >> 3 & 3,
+			TunnelCryptOffsetV6:  sel >> 5 & 3,
+			VC:                   sel&0x80 != 0,
+		}
+		if sel&0x40 != 0 {
+			cfg.Mode = psp.Tunnel
+		}
+		var enc bytes.Buffer
+		est, err := Encrypt(bytes.NewReader(in), &enc, cfg, Options{})
+		if _, derr := Decrypt(bytes.NewReader(in), io.Discard, DecryptConfig{MasterKeys: mk}, Options{}); derr != nil && !errors.Is(derr, ErrFormat) && !errors.Is(derr, psp.ErrAuth) && !errors.Is(derr, psp.ErrIP) && !errors.Is(derr, psp.ErrTruncated) && !errors.Is(derr, psp.ErrHeader) && !errors.Is(derr, psp.ErrVersion) && !strings.Contains(derr.Error(), "partial capture") {
+			t.Fatalf("Decrypt of arbitrary input: unexpected error %v", derr)
+		}
+		if err != nil {
+			return
+		}
+		dst, err := Decrypt(bytes.NewReader(enc.Bytes()), io.Discard, DecryptConfig{MasterKeys: mk}, Options{})
+		if err != nil {
+			t.Fatalf("Decrypt of Encrypt's output: %v", err)
+		}
+		if dst.Packets != est.Packets || dst.Skipped != 0 {
+			t.Fatalf("encrypted %d packets, decrypted %d, skipped %d", est.Packets, dst.Packets, dst.Skipped)
+		}
+	})
+}
+
+// FuzzParseConfig: the configuration parsers never panic, and an accepted
+// encryption configuration has encodable crypt offsets.
+func FuzzParseConfig(f *testing.F) {
+	keys := strings.Repeat("0x1f ", 64)
+	f.Add(keys + "9A345678 transport aes-gcm-128 1 6 11 vc")
+	f.Add(keys + "0x8000000A tunnel aes-gmac-256 0 0 63 no-vc")
+	f.Add(keys)
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		if c, err := ParseEncryptConfig(s); err == nil {
+			if max(c.TransportCryptOffset, c.TunnelCryptOffsetV4, c.TunnelCryptOffsetV6) > psp.MaxCryptOffset || !c.Version.Valid() {
+				t.Fatalf("accepted %+v", c)
+			}
+		}
+		ParseDecryptConfig(s)
+	})
 }
