@@ -34,6 +34,9 @@ func launchLocal(ctx context.Context, o options, args []string) error {
 		}
 		child = append(child, a)
 	}
+	// The ranks resolve nothing themselves: -busypoll auto was decided
+	// here, where np is known (a later flag wins).
+	child = append(child, "-busypoll="+o.busyPoll.String())
 	stdout := &rankZeroWriter{w: os.Stdout}
 	err = launch.Run(ctx, launch.Config{
 		N:       o.np,

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +174,32 @@ func TestLaunchLocalQUIC(t *testing.T) {
 		t.Fatalf("header:\n%s", out)
 	}
 	checkTable(t, out, []string{"8", "512", "32768"})
+}
+
+// TestParseBusyPoll: -busypoll auto polls only when the host's ranks do
+// not outnumber its cores; explicit values pass through.
+func TestParseBusyPoll(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		np   int
+		env  string
+		want time.Duration
+		err  bool
+	}{
+		{"0", 2, "", 0, false},
+		{"50us", 2, "", 50 * time.Microsecond, false},
+		{"-1s", 2, "", 0, true},
+		{"soon", 2, "", 0, true},
+		{"auto", 1, "", defaultBusyPoll, false},
+		{"auto", runtime.NumCPU() + 1, "", 0, false},
+		{"auto", 0, "", 0, false}, // external launcher that says nothing
+		{"auto", 0, "1", defaultBusyPoll, false},
+		{"auto", 0, strconv.Itoa(runtime.NumCPU() + 1), 0, false},
+	} {
+		t.Setenv("OMPI_COMM_WORLD_LOCAL_SIZE", c.env)
+		got, err := parseBusyPoll(c.s, c.np)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("parseBusyPoll(%q, np %d, local size %q) = %v, %v; want %v (error %v)", c.s, c.np, c.env, got, err, c.want, c.err)
+		}
+	}
 }

@@ -266,8 +266,8 @@ func benchType[T collectives.Elem](ctx context.Context, o options, rt *rankRT, o
 		want = make([]T, maxCount)
 	}
 	if !o.jsonOut {
-		fmt.Fprintf(out, "# sealring allreduce: %d ranks, wire %s, crypto %s, algo %s, dtype %s, op %s\n",
-			n, o.wire, cryptoName, algoName(o.algo), o.dtype, o.op)
+		fmt.Fprintf(out, "# sealring allreduce: %d ranks, wire %s, crypto %s, algo %s, dtype %s, op %s, busypoll %v\n",
+			n, o.wire, cryptoName, algoName(o.algo), o.dtype, o.op, o.busyPoll)
 		fmt.Fprintf(out, "#\n# %10s %12s %9s %6s %12s %8s %8s %7s\n", "size", "count", "type", "redop", "time", "algbw", "busbw", "#wrong")
 		fmt.Fprintf(out, "# %10s %12s %9s %6s %12s %8s %8s %7s\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)", "(GB/s)", "")
 	}
