@@ -41,6 +41,6 @@
 //	r, err := o.Open(pkt, 0)                      // r.Payload == msg
 //
 // The AES and AES-GCM implementation (CryptoPath) is chosen once per
-// process from the CPU's features; SEALRING_CRYPTO=generic|aesni|vaes-avx512
+// process from the CPU's features; SEALRING_CRYPTO=generic|aesni|vaes-avx2|vaes-avx512
 // forces one.
 package secure

@@ -2,7 +2,6 @@ package secure
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 
@@ -62,29 +61,22 @@ type derived struct {
 }
 
 // derive computes the data key and IV mask of (m, mode, id, epoch) into d
-// without allocating. Each PRF input block is built as two
-// big-endian words already XORed with K1; the three blocks differ only in
-// their first byte, the counter.
+// without allocating. Each PRF input block is two big-endian words
+// already XORed with K1; the three blocks differ only in their first
+// byte, the counter.
 func (m *masterKey) derive(d *derived, p cpu.Path, mode Mode, id uint64, epoch uint16) error {
-	var blocks [3 * blockSize]byte
 	hi := (uint64(labelByte)<<48 | uint64(mode)<<40 | id>>32) ^ m.k1hi
 	lo := (id<<32 | uint64(epoch)<<16 | derivedL) ^ m.k1lo
-	for i := range 3 {
-		binary.BigEndian.PutUint64(blocks[i*blockSize:], hi^uint64(i+1)<<56)
-		binary.BigEndian.PutUint64(blocks[i*blockSize+8:], lo)
-	}
-	m.prf.b.EncryptBlocks(blocks[:], blocks[:])
-	err := d.aead.Init(p, blocks[:KeySize])
-	copy(d.ivMask[:], blocks[KeySize:derivedLen])
-	clear(blocks[:])
-	return err
+	// InitKDF encrypts the blocks (hi ^ i<<56, lo) for i = 1, 2, 3 and
+	// sets up the AEAD and IV mask from them; on the assembly paths in a
+	// single assembly call.
+	return d.aead.InitKDF(p, &m.prf.b, hi, lo, &d.ivMask)
 }
 
-// nonce builds (low 32 bits of ID ‖ epoch ‖ counter) ⊕ IV mask.
+// nonce builds (low 32 bits of ID ‖ epoch ‖ counter) ⊕ IV mask, as two
+// big-endian words (this is on every Seal and Open).
 func nonce(n *[nonceSize]byte, mask *[nonceSize]byte, id uint64, epoch uint16, ctr uint64) {
-	binary.BigEndian.PutUint32(n[0:], uint32(id))
-	binary.BigEndian.PutUint16(n[4:], epoch)
-	binary.BigEndian.PutUint16(n[6:], uint16(ctr>>32))
-	binary.BigEndian.PutUint32(n[8:], uint32(ctr))
-	subtle.XORBytes(n[:], n[:], mask[:])
+	hi := uint64(uint32(id))<<32 | uint64(epoch)<<16 | uint64(uint16(ctr>>32))
+	binary.BigEndian.PutUint64(n[0:], hi^binary.BigEndian.Uint64(mask[0:]))
+	binary.BigEndian.PutUint32(n[8:], uint32(ctr)^binary.BigEndian.Uint32(mask[8:]))
 }

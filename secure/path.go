@@ -6,13 +6,15 @@ import "github.com/sealring/sealring/internal/cpu"
 const implementedPath = cpu.VAES512
 
 // The crypto path is chosen once per process, from the CPU's features and
-// SEALRING_CRYPTO (auto, generic, aesni, vaes-avx512). An invalid forced
-// value makes every constructor fail with ErrConfig rather than silently
-// measuring a different path.
+// SEALRING_CRYPTO (auto, generic, aesni, vaes-avx2, vaes-avx512). An
+// invalid forced value makes every constructor fail with ErrConfig rather
+// than silently measuring a different path.
 var defaultPath, defaultPathErr = cpu.Choose(implementedPath)
 
 // CryptoPath reports the AES and AES-GCM implementation in use: "generic"
-// (portable Go), "aesni" (AES-NI and PCLMULQDQ assembly) or "vaes-avx512".
+// (portable Go), "aesni" (AES-NI and PCLMULQDQ assembly), "vaes-avx2" (VAES
+// and VPCLMULQDQ on 256-bit registers, for CPUs without AVX-512) or
+// "vaes-avx512".
 // If SEALRING_CRYPTO names a path this machine or build cannot run, it
 // returns "invalid" and constructors return the reason.
 func CryptoPath() string {

@@ -2,6 +2,7 @@ package aesgcm
 
 import (
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 
 	"github.com/sealring/sealring/internal/cpu"
@@ -90,7 +91,7 @@ func (b *Block) Init(p cpu.Path, key []byte) error {
 	switch p {
 	case cpu.Generic:
 		expandKeyGeneric(&b.rk, key)
-	case cpu.AESNI, cpu.VAES512:
+	case cpu.AESNI, cpu.VAES256, cpu.VAES512:
 		expandKeyAESNI(nr, &key[0], &b.rk)
 	}
 	b.nr = uint8(nr)
@@ -131,7 +132,7 @@ func (b *Block) Encrypt(dst, src []byte) {
 	switch b.path {
 	case cpu.Generic:
 		encryptBlockGeneric(&b.rk, int(b.nr), dst, src)
-	case cpu.AESNI, cpu.VAES512:
+	case cpu.AESNI, cpu.VAES256, cpu.VAES512:
 		encryptBlocksAESNI(int(b.nr), &b.rk, &dst[0], &src[0], 1)
 	}
 }
@@ -161,7 +162,7 @@ func (b *Block) EncryptBlocks(dst, src []byte) {
 		for i := 0; i < len(src); i += blockSize {
 			encryptBlockGeneric(&b.rk, int(b.nr), dst[i:], src[i:])
 		}
-	case cpu.AESNI, cpu.VAES512:
+	case cpu.AESNI, cpu.VAES256, cpu.VAES512:
 		encryptBlocksAESNI(int(b.nr), &b.rk, &dst[0], &src[0], len(src)/blockSize)
 	}
 }
@@ -180,6 +181,7 @@ type AEAD struct {
 	//   AESNI:   for i = 8..1, H^i (bit-reflected, premultiplied by x) and
 	//            its Karatsuba half (hi^lo in both lanes), 32 bytes each;
 	//            H^8 at offset 0, H^1 at offset 224.
+	//   (VAES256 uses the AESNI layout.)
 	//   VAES512: H^16..H^1 (bit-reflected, premultiplied by x), 16 bytes
 	//            each, no Karatsuba halves; H^16 at offset 0, H^1 at 240.
 	//   Generic: the 16-entry 4-bit multiplication table, (lo, hi) pairs.
@@ -208,7 +210,7 @@ func (a *AEAD) Init(p cpu.Path, key []byte) error {
 	case cpu.Generic:
 		expandKeyGeneric(&a.blk.rk, key)
 		initGHASHGeneric(&a.htab, &a.blk.rk, nr)
-	case cpu.AESNI:
+	case cpu.AESNI, cpu.VAES256:
 		initGCMAESNI(nr, &key[0], &a.blk.rk, &a.htab)
 	case cpu.VAES512:
 		initGCMVAES(nr, &key[0], &a.blk.rk, &a.htab)
@@ -216,6 +218,56 @@ func (a *AEAD) Init(p cpu.Path, key []byte) error {
 	a.blk.nr = uint8(nr)
 	a.blk.path = p
 	return nil
+}
+
+// InitKDF is a key derivation fused with Init, for package secure's
+// data keys (SP 800-108 counter mode with one-block CMAC inputs, where a
+// derivation is three AES block encryptions under the KDF key). It
+// encrypts with kdf the three blocks B_i whose big-endian 64-bit halves
+// are hi ^ i<<56 and lo (i = 1, 2, 3), initialises a for path p as
+// AES-256-GCM with the key E(B_1) ‖ E(B_2) and writes the first 12 bytes
+// of E(B_3) to mask. The result is exactly that of kdf.EncryptBlocks
+// followed by a.Init, but on the assembly paths it is a single assembly
+// call (deriveGCMVAES, deriveGCMAESNI) that keeps the derived key in
+// registers until it is expanded. It does not allocate.
+// On error a is wiped.
+func (a *AEAD) InitKDF(p cpu.Path, kdf *Block, hi, lo uint64, mask *[12]byte) error {
+	// The fast paths are one assembly call each.
+	if kdf.path >= cpu.AESNI && kdf.nr != 0 {
+		switch {
+		case p == cpu.VAES512 && vaesSupported:
+			deriveGCMVAES(int(kdf.nr), &kdf.rk, hi, lo, &a.blk.rk, &a.htab, mask)
+		case p == cpu.VAES256 && vaes256Supported, p == cpu.AESNI && aesniSupported:
+			deriveGCMAESNI(int(kdf.nr), &kdf.rk, hi, lo, &a.blk.rk, &a.htab, mask)
+		default:
+			return a.initKDFSlow(p, kdf, hi, lo, mask)
+		}
+		a.blk.nr = 14
+		a.blk.path = p
+		return nil
+	}
+	return a.initKDFSlow(p, kdf, hi, lo, mask)
+}
+
+// The paths' support, cached for InitKDF's fast paths.
+var (
+	vaesSupported    = cpu.Supported(cpu.VAES512)
+	vaes256Supported = cpu.Supported(cpu.VAES256)
+	aesniSupported   = cpu.Supported(cpu.AESNI)
+)
+
+func (a *AEAD) initKDFSlow(p cpu.Path, kdf *Block, hi, lo uint64, mask *[12]byte) error {
+	kdf.mustInit()
+	var blocks [3 * blockSize]byte
+	for i := range 3 {
+		binary.BigEndian.PutUint64(blocks[i*blockSize:], hi^uint64(i+1)<<56)
+		binary.BigEndian.PutUint64(blocks[i*blockSize+8:], lo)
+	}
+	kdf.EncryptBlocks(blocks[:], blocks[:])
+	err := a.Init(p, blocks[:32])
+	copy(mask[:], blocks[32:32+nonceSize])
+	clear(blocks[:])
+	return err
 }
 
 // NonceSize returns 12.
@@ -261,6 +313,8 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
 		sealGeneric(a, out, nonce, plaintext, additionalData)
 	case cpu.AESNI:
 		sealAESNI(a, out, nonce, plaintext, additionalData)
+	case cpu.VAES256:
+		sealAVX2(a, out, nonce, plaintext, additionalData)
 	case cpu.VAES512:
 		sealVAES(a, out, nonce, plaintext, additionalData)
 	}
@@ -302,6 +356,8 @@ func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, erro
 		openGeneric(a, out, nonce, ciphertext[:n], additionalData, &tag)
 	case cpu.AESNI:
 		openAESNI(a, out, nonce, ciphertext[:n], additionalData, &tag)
+	case cpu.VAES256:
+		openAVX2(a, out, nonce, ciphertext[:n], additionalData, &tag)
 	case cpu.VAES512:
 		openVAES(a, out, nonce, ciphertext[:n], additionalData, &tag)
 	}

@@ -14,6 +14,12 @@ func expandKeyAESNI(nr int, key *byte, rk *[60]uint32)
 //go:noescape
 func initGCMAESNI(nr int, key *byte, rk *[60]uint32, htab *[32]uint64)
 
+// deriveGCMAESNI is deriveGCMVAES for the AES-NI htab layout (paths AESNI
+// and VAES256), SSE only.
+//
+//go:noescape
+func deriveGCMAESNI(nr int, mrk *[60]uint32, hi, lo uint64, rk *[60]uint32, htab *[32]uint64, mask *[12]byte)
+
 //go:noescape
 func encryptBlocksAESNI(nr int, rk *[60]uint32, dst, src *byte, nblocks int)
 

@@ -30,3 +30,17 @@ func sealVAES(a *AEAD, out, nonce, plaintext, aad []byte) { panic("aesgcm: VAES5
 func openVAES(a *AEAD, out, nonce, ciphertext, aad []byte, tag *[16]byte) {
 	panic("aesgcm: VAES512 path unavailable")
 }
+
+func deriveGCMVAES(nr int, mrk *[60]uint32, hi, lo uint64, rk *[60]uint32, htab *[32]uint64, mask *[12]byte) {
+	panic("aesgcm: VAES512 path unavailable")
+}
+
+func sealAVX2(a *AEAD, out, nonce, plaintext, aad []byte) { panic("aesgcm: VAES256 path unavailable") }
+
+func openAVX2(a *AEAD, out, nonce, ciphertext, aad []byte, tag *[16]byte) {
+	panic("aesgcm: VAES256 path unavailable")
+}
+
+func deriveGCMAESNI(nr int, mrk *[60]uint32, hi, lo uint64, rk *[60]uint32, htab *[32]uint64, mask *[12]byte) {
+	panic("aesgcm: AESNI path unavailable")
+}

@@ -28,7 +28,7 @@ func benchAEAD(b *testing.B, p cpu.Path) *AEAD {
 }
 
 func BenchmarkSeal(b *testing.B) {
-	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES512} {
+	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES256, cpu.VAES512} {
 		b.Run(p.String(), func(b *testing.B) {
 			for _, n := range benchSizes {
 				b.Run(strconv.Itoa(n), func(b *testing.B) {
@@ -47,7 +47,7 @@ func BenchmarkSeal(b *testing.B) {
 }
 
 func BenchmarkOpen(b *testing.B) {
-	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES512} {
+	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES256, cpu.VAES512} {
 		b.Run(p.String(), func(b *testing.B) {
 			for _, n := range benchSizes {
 				b.Run(strconv.Itoa(n), func(b *testing.B) {
@@ -102,7 +102,7 @@ func BenchmarkStdlibOpen(b *testing.B) {
 }
 
 func BenchmarkInit(b *testing.B) {
-	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES512} {
+	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES256, cpu.VAES512} {
 		b.Run(p.String(), func(b *testing.B) {
 			var a AEAD
 			key := make([]byte, 32)
@@ -127,7 +127,7 @@ func BenchmarkStdlibNewGCM(b *testing.B) {
 }
 
 func BenchmarkBlockInit(b *testing.B) {
-	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES512} {
+	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES256, cpu.VAES512} {
 		b.Run(p.String(), func(b *testing.B) {
 			var blk Block
 			key := make([]byte, 32)
@@ -143,7 +143,7 @@ func BenchmarkBlockInit(b *testing.B) {
 }
 
 func BenchmarkEncryptBlocks3(b *testing.B) {
-	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES512} {
+	for _, p := range []cpu.Path{cpu.Generic, cpu.AESNI, cpu.VAES256, cpu.VAES512} {
 		b.Run(p.String(), func(b *testing.B) {
 			var blk Block
 			if err := blk.Init(p, make([]byte, 32)); err != nil {

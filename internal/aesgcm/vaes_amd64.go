@@ -12,6 +12,15 @@ import "unsafe"
 //go:noescape
 func initGCMVAES(nr int, key *byte, rk *[60]uint32, htab *[32]uint64)
 
+// deriveGCMVAES encrypts the three KDF blocks (big-endian words
+// hi ^ i<<56 and lo, i = 1, 2, 3) with the AES key schedule mrk (nr
+// rounds), initialises rk and htab for the VAES512 path with the
+// AES-256 key made of the first two outputs, and writes the first 12
+// bytes of the third output to mask. See _asm/derive.go.
+//
+//go:noescape
+func deriveGCMVAES(nr int, mrk *[60]uint32, hi, lo uint64, rk *[60]uint32, htab *[32]uint64, mask *[12]byte)
+
 //go:noescape
 func gcmSealVAES(nr int, rk *[60]uint32, htab *[32]uint64, dst, src *byte, n int, aad *byte, aadLen int, nonce *byte)
 

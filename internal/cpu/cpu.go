@@ -25,6 +25,9 @@ const (
 	Generic Path = iota
 	// AESNI uses 128-bit AES-NI and PCLMULQDQ (amd64).
 	AESNI
+	// VAES256 uses VAES and VPCLMULQDQ on 256-bit registers (AVX2, no
+	// AVX-512): the default on CPUs with VAES but without AVX-512.
+	VAES256
 	// VAES512 uses VAES and VPCLMULQDQ on 512-bit registers (AVX-512).
 	VAES512
 )
@@ -32,7 +35,7 @@ const (
 // EnvVar is the environment variable that forces a path.
 const EnvVar = "SEALRING_CRYPTO"
 
-var pathNames = [...]string{Generic: "generic", AESNI: "aesni", VAES512: "vaes-avx512"}
+var pathNames = [...]string{Generic: "generic", AESNI: "aesni", VAES256: "vaes-avx2", VAES512: "vaes-avx512"}
 
 // String returns the path's name as SEALRING_CRYPTO spells it.
 func (p Path) String() string {
@@ -62,7 +65,7 @@ func ParsePath(s string) (p Path, ok bool, err error) {
 var features = probe()
 
 type featureSet struct {
-	aesni, vaes512 bool
+	aesni, vaes256, vaes512 bool
 }
 
 func probe() featureSet {
@@ -71,7 +74,8 @@ func probe() featureSet {
 	}
 	c := cpuid.CPU
 	f := featureSet{aesni: c.Supports(cpuid.AESNI, cpuid.CLMUL, cpuid.SSE4, cpuid.SSSE3)}
-	f.vaes512 = f.aesni && c.Supports(cpuid.VAES, cpuid.VPCLMULQDQ, cpuid.AVX512F, cpuid.AVX512VL, cpuid.AVX512BW, cpuid.AVX2)
+	f.vaes256 = f.aesni && c.Supports(cpuid.VAES, cpuid.VPCLMULQDQ, cpuid.AVX, cpuid.AVX2)
+	f.vaes512 = f.vaes256 && c.Supports(cpuid.AVX512F, cpuid.AVX512VL, cpuid.AVX512BW)
 	return f
 }
 
@@ -83,6 +87,8 @@ func Supported(p Path) bool {
 		return true
 	case AESNI:
 		return features.aesni
+	case VAES256:
+		return features.vaes256
 	case VAES512:
 		return features.vaes512
 	}

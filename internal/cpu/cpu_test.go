@@ -5,7 +5,7 @@ import (
 )
 
 func TestParsePath(t *testing.T) {
-	for _, p := range []Path{Generic, AESNI, VAES512} {
+	for _, p := range []Path{Generic, AESNI, VAES256, VAES512} {
 		got, forced, err := ParsePath(p.String())
 		if err != nil || !forced || got != p {
 			t.Fatalf("ParsePath(%q) = %v, %v, %v", p.String(), got, forced, err)
@@ -39,5 +39,12 @@ func TestChoose(t *testing.T) {
 	}
 	if Best(Generic) != Generic {
 		t.Fatal("Best(Generic) must be Generic")
+	}
+	// VAES256 is chosen only where VAES512 is not supported.
+	if Supported(VAES512) && Best(VAES512) != VAES512 {
+		t.Fatal("Best must prefer vaes-avx512")
+	}
+	if Supported(VAES256) && !Supported(VAES512) && Best(VAES512) != VAES256 {
+		t.Fatal("Best must choose vaes-avx2 without AVX-512")
 	}
 }

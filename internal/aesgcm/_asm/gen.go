@@ -55,6 +55,7 @@ func main() {
 	data()
 	genExpandKey()
 	genInitGCM()
+	genDeriveAESNI()
 	genEncryptBlocks()
 	genSeal()
 	genOpen()
@@ -62,6 +63,7 @@ func main() {
 		panic(err)
 	}
 	genVAESFile()
+	genAVX2File()
 }
 
 func data() {
@@ -159,17 +161,20 @@ func expandKey(h bool, done string) {
 	if h {
 		o("AESENC X3, X6")
 	}
-	o("PXOR X7, X7")
 	for i := 2; i <= 14; i += 2 {
 		// Even round key from the previous odd one: SubWord(RotWord) ^ rcon.
-		o("MOVOU X3, X1")
-		o("PSHUFB X5, X1")
-		o("AESENCLAST X4, X1")
+		// AESENCLAST's round-key operand adds the prefix-XORed key of two
+		// steps back (and rcon), which is ready early, so the dependency
+		// chain per round key is one shuffle and one AESENCLAST.
+		prefixXOR("X0", "X2")
+		o("PXOR X4, X0")
 		if i < 14 {
 			o("PSLLL $1, X4")
 		}
-		prefixXOR("X0", "X2")
-		o("PXOR X1, X0")
+		o("MOVOU X3, X1")
+		o("PSHUFB X5, X1")
+		o("AESENCLAST X0, X1")
+		o("MOVOU X1, X0")
 		o("MOVOU X0, %d(BX)", 16*i)
 		if h {
 			if i < 14 {
@@ -182,10 +187,10 @@ func expandKey(h bool, done string) {
 			break
 		}
 		// Odd round key from the new even one: SubWord only.
-		o("PSHUFD $0xff, X0, X1")
-		o("AESENCLAST X7, X1")
 		prefixXOR("X3", "X2")
-		o("PXOR X1, X3")
+		o("PSHUFD $0xff, X0, X1")
+		o("AESENCLAST X3, X1")
+		o("MOVOU X1, X3")
 		o("MOVOU X3, %d(BX)", 16*(i+1))
 		if h {
 			o("AESENC X3, X6")
@@ -317,6 +322,12 @@ func genInitGCM() {
 	done := newLabel("initH")
 	expandKey(true, done)
 	label(done)
+	initGCMTail()
+}
+
+// initGCMTail computes H·x and H^1..H^8 (with Karatsuba halves) into the
+// table at (DI) from E_K(0) in X6.
+func initGCMTail() {
 	o("MOVOU bswap<>(SB), X15")
 	o("MOVOU poly<>(SB), X14")
 	o("PSHUFB X15, X6")
@@ -985,4 +996,47 @@ func genOpen() {
 	o("MOVQ tag+72(FP), R11")
 	o("MOVOU X8, (R11)")
 	o("RET")
+}
+
+// genDeriveAESNI is deriveGCMVAES (derive.go) for the AES-NI htab layout
+// (paths AESNI and VAES256), with SSE encodings only: the three KDF
+// blocks under the master key, the IV mask, then the key schedule of the
+// first two outputs and H^1..H^8 exactly as initGCMAESNI.
+func genDeriveAESNI() {
+	buf.WriteString("\n")
+	for i := 1; i <= 3; i++ {
+		fmt.Fprintf(&buf, "DATA kdfctr<>+%d(SB)/8, $0x%016x\n", 16*(i-1), i)
+		fmt.Fprintf(&buf, "DATA kdfctr<>+%d(SB)/8, $0x%016x\n", 16*(i-1)+8, 0)
+	}
+	buf.WriteString("GLOBL kdfctr<>(SB), RODATA|NOPTR, $48\n")
+	buf.WriteString("DATA bswapq<>+0(SB)/8, $0x0001020304050607\nDATA bswapq<>+8(SB)/8, $0x08090a0b0c0d0e0f\nGLOBL bswapq<>(SB), RODATA|NOPTR, $16\n")
+	buf.WriteString("\n// func deriveGCMAESNI(nr int, mrk *[60]uint32, hi, lo uint64, rk *[60]uint32, htab *[32]uint64, mask *[12]byte)\n")
+	buf.WriteString("TEXT ·deriveGCMAESNI(SB), NOSPLIT, $0-56\n")
+	o("MOVQ nr+0(FP), R13")
+	o("MOVQ mrk+8(FP), AX")
+	o("MOVQ rk+32(FP), BX")
+	o("MOVQ htab+40(FP), DI")
+	o("MOVQ mask+48(FP), DX")
+	comment("KDF blocks i = 1, 2, 3: big-endian (hi ^ i<<56, lo), XORed with round key 0")
+	o("MOVQ hi+16(FP), X4")
+	o("PINSRQ $1, lo+24(FP), X4")
+	o("PSHUFB bswapq<>(SB), X4")
+	o("MOVOU (AX), X5")
+	o("PXOR X5, X4")
+	for i := 0; i < 3; i++ {
+		o("MOVOU kdfctr<>+%d(SB), X%d", 16*i, i)
+		o("PXOR X4, X%d", i)
+	}
+	aesRounds([]string{"X0", "X1", "X2"}, "X5")
+	o("MOVQ X2, (DX)")
+	o("PEXTRD $2, X2, 8(DX)")
+	comment("Key schedule of the first two blocks (from rk), H and its powers")
+	o("MOVOU X0, (BX)")
+	o("MOVOU X1, 16(BX)")
+	o("MOVQ BX, SI")
+	o("MOVQ $14, R13")
+	done := newLabel("dinitH")
+	expandKey(true, done)
+	label(done)
+	initGCMTail()
 }
