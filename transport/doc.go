@@ -19,6 +19,14 @@
 //     matched in post order and non-overtaking per peer; eager messages up
 //     to Config.EagerLimit, rendezvous (RTS/CTS) above it, straight into
 //     the posted buffer.
+//   - One-sided access (RDMA-like RMA): Register makes a buffer a Region
+//     with remote read and/or write rights and a RemoteKey (40 bytes, to
+//     hand to peers); Put and Get write and read any range of a peer's
+//     region without the peer posting a receive. Every access is checked
+//     against the key by the initiator and against the registration by
+//     the target, which refuses (ErrRegionNotFound, ErrAccessDenied,
+//     ErrOutOfBounds) before placing a byte; large transfers share the
+//     rendezvous data path. Deregister ends all remote access.
 //
 // The packet formats are in PROTOCOL_DRAFT.md and the threads, locks and
 // state machines in ARCHITECTURE_DRAFT.md.

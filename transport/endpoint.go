@@ -28,6 +28,7 @@ type Endpoint struct {
 	maxPkt    int // wire.MaxPayload
 	fragEager int // payload bytes per EAGER packet
 	fragData  int // payload bytes per DATA packet
+	fragPut   int // inline payload bytes of a PUT packet
 	batch     int // wire.BatchSize
 	pktPool   *sync.Pool
 	epoch     time.Time // monotonic base for nanotime
@@ -49,6 +50,11 @@ type Endpoint struct {
 	nRefused   int    // peers holding a refused packet
 	completed  uint64 // operations completed (finishSend, finishRecv*)
 
+	regions    map[uint64]*Region  // registered regions by ID
+	nextRegion uint64              // region IDs are never reused
+	sinks      map[uint64]*rmaSink // recvID → Put being placed here, or Get's buffer
+	newSecret  func() uint64       // region secrets (tests may replace it)
+
 	kick chan struct{}
 	// timer wakes the timer goroutine at timerAt (nanotime). Both are
 	// guarded by mu: armAt moves the deadline earlier with timer.Reset,
@@ -68,6 +74,8 @@ type counters struct {
 	malformed, unknownPeer, stale            atomic.Uint64
 	refused, peerTimeouts, peerRestarts      atomic.Uint64
 	sealFailures                             atomic.Uint64
+	rmaPuts, rmaGets                         atomic.Uint64
+	rmaNotFound, rmaDenied, rmaOutOfBounds   atomic.Uint64
 }
 
 // Stats are an Endpoint's counters since New.
@@ -84,6 +92,12 @@ type Stats struct {
 	PeerTimeouts, PeerRestarts     uint64
 	SealFailures                   uint64 // packets that could not be sealed (wiped, never sent; see ErrSeal)
 	KeyCacheHits, KeyCacheMisses   uint64 // the Opener's derived-key cache
+	// One-sided accesses to this endpoint's regions: Puts placed in full
+	// and Gets sent in full, and accesses refused because the region did
+	// not exist (or the key's secret was wrong), did not grant the access,
+	// or does not contain the range. A refused access writes nothing.
+	RMAPutsServed, RMAGetsServed           uint64
+	RMANotFound, RMADenied, RMAOutOfBounds uint64
 	// SRTT is the mean smoothed round-trip time over peers with a sample.
 	SRTT time.Duration
 }
@@ -111,11 +125,15 @@ func New(cfg Config) (*Endpoint, error) {
 		maxPkt:    maxPkt,
 		fragEager: maxPkt - c.overhead() - eagerHdrLen - piggyLen,
 		fragData:  maxPkt - c.overhead() - dataHdrLen - piggyLen,
+		fragPut:   maxPkt - c.overhead() - putHdrLen - piggyLen,
 		batch:     max(cfg.Wire.BatchSize(), 1),
 		pktPool:   newPktPool(maxPkt),
 		epoch:     time.Now(),
 		peers:     make(map[uint32]*peer),
 		rdvRecvs:  make(map[uint64]*recvOp),
+		regions:   make(map[uint64]*Region),
+		sinks:     make(map[uint64]*rmaSink),
+		newSecret: randomSecret,
 		kick:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		timer:     time.NewTimer(time.Hour),
@@ -257,6 +275,11 @@ func (ep *Endpoint) Stats() Stats {
 		PeerTimeouts:    ep.st.peerTimeouts.Load(),
 		PeerRestarts:    ep.st.peerRestarts.Load(),
 		SealFailures:    ep.st.sealFailures.Load(),
+		RMAPutsServed:   ep.st.rmaPuts.Load(),
+		RMAGetsServed:   ep.st.rmaGets.Load(),
+		RMANotFound:     ep.st.rmaNotFound.Load(),
+		RMADenied:       ep.st.rmaDenied.Load(),
+		RMAOutOfBounds:  ep.st.rmaOutOfBounds.Load(),
 	}
 	cs := ep.codec.cacheStats()
 	s.KeyCacheHits, s.KeyCacheMisses = cs.Hits, cs.Misses
@@ -608,7 +631,7 @@ func (ep *Endpoint) tick(p *peer, now int64) int64 {
 			p.lastPing = now
 		}
 		next = min(next, p.lastPing+ka)
-	case p.nOps > 0 || p.sndNxt != p.sndUna || len(p.ctrlQ) > 0:
+	case p.nOps > 0 || p.sndNxt != p.sndUna || len(p.ctrlQ) > 0 || len(p.rmaIn) > 0:
 		base := max(p.lastHeard, p.activeSince)
 		if now-base >= int64(ep.cfg.PeerTimeout) {
 			ep.st.peerTimeouts.Add(1)

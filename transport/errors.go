@@ -27,6 +27,21 @@ var (
 	// ErrSeal: a packet could not be sealed (the sender's epochs are used
 	// up: rotate a root key). The packet was wiped, never sent in clear.
 	ErrSeal = errors.New("transport: cannot seal packet")
+
+	// ErrRegionNotFound: a one-sided access named a region the target does
+	// not have: never registered, deregistered (before or during the
+	// access), registered by an earlier incarnation of the target, or
+	// named with a wrong secret. Also what Deregister returns for a
+	// region already deregistered.
+	ErrRegionNotFound = errors.New("transport: no such memory region")
+	// ErrAccessDenied: the region does not grant the access (a Put to a
+	// region without AccessRemoteWrite, a Get without AccessRemoteRead).
+	ErrAccessDenied = errors.New("transport: memory region access denied")
+	// ErrOutOfBounds: [offset, offset+len(buf)) is not inside the region.
+	ErrOutOfBounds = errors.New("transport: access outside the memory region")
+	// ErrInvalidKey: a RemoteKey could not be decoded, is the zero value,
+	// or belongs to another rank than the one it is used with.
+	ErrInvalidKey = errors.New("transport: invalid remote key")
 )
 
 var (
@@ -34,4 +49,14 @@ var (
 	errPeerRestarted = fmt.Errorf("%w: peer restarted with a new incarnation", ErrPeerUnreachable)
 	errPeerRemoved   = fmt.Errorf("%w: peer removed", ErrPeerUnreachable)
 	errPeerDown      = fmt.Errorf("%w: peer timed out earlier and has not been heard from since", ErrPeerUnreachable)
+
+	// Reported by an RMA target (NAK codes).
+	errRemoteNotFound     = fmt.Errorf("%w: the target has no such region (never registered, deregistered, or a stale or wrong key)", ErrRegionNotFound)
+	errRemoteDenied       = fmt.Errorf("%w: refused by the target: the region does not grant this access", ErrAccessDenied)
+	errRemoteBounds       = fmt.Errorf("%w: refused by the target: the access is outside the region", ErrOutOfBounds)
+	errRemoteDeregistered = fmt.Errorf("%w: the target deregistered the region during the transfer", ErrRegionNotFound)
+	errRemoteAborted      = fmt.Errorf("%w: the target abandoned the transfer (it had timed this endpoint out)", ErrPeerUnreachable)
+	errRemoteCanceled     = errors.New("transport: the target cancelled the transfer")
+	errStaleKey           = fmt.Errorf("%w: the key is from an earlier incarnation of the target", ErrRegionNotFound)
+	errKeyNewer           = fmt.Errorf("%w: the key is from a newer incarnation of the peer than the one this endpoint knows (it restarted and has not been heard from yet: retry)", ErrPeerUnreachable)
 )

@@ -37,6 +37,21 @@ func FuzzEndpoint(f *testing.F) {
 		h(header{Type: typeAck, DstInc: 1, CumAck: 1, Wnd: 0}, ""),
 		h(header{Type: typeCancel, DstInc: 1, PSN: 5, MsgID: 2}, ""),
 	))
+	// One-sided accesses (the endpoint has incarnation 0 and region 1,
+	// secret 0; it has a Put (MsgID 2) and a Get (MsgID 3, RecvID 1) of its
+	// own toward rank 1).
+	f.Add(rec(
+		h(header{Type: typePut, PSN: 0, MsgID: 1, Region: 1, Offset: 10, Length: 3}, "abc"),
+		h(header{Type: typeGet, PSN: 1, MsgID: 2, RecvID: 5, Region: 1, Offset: 0, Length: 5000}, ""),
+		h(header{Type: typePut, PSN: 2, MsgID: 3, Region: 1, Offset: 100, Length: 3000}, ""),
+		h(header{Type: typeData, PSN: 3, RecvID: 2, Offset: 1000}, "xyz"),
+		h(header{Type: typeCTS, PSN: 4, MsgID: 2, RecvID: 7, Accept: 100000}, ""),
+		h(header{Type: typeData, PSN: 5, RecvID: 1, Offset: 0}, "data"),
+		h(header{Type: typeNak, PSN: 6, MsgID: 3, Code: nakDenied}, ""),
+		h(header{Type: typeFin, PSN: 7, MsgID: 2}, ""),
+		h(header{Type: typeCancel, PSN: 8, MsgID: 3}, ""),
+		h(header{Type: typeGet, PSN: 9, MsgID: 9, RecvID: 5, Region: 1, Secret: 7, Offset: 4090, Length: 10}, ""),
+	))
 	g := testGroup(f, 1, 10)
 	sealer, err := secure.NewSealer(g, secure.SealerConfig{ID: secure.SenderID(1, 1)})
 	if err != nil {
@@ -60,11 +75,19 @@ func fuzzEndpointOnce(t *testing.T, g *secure.Group, sealer *secure.Sealer, data
 			t.Fatal(err)
 		}
 		ep.AddPeer(1, atk.LocalAddr())
+		ep.newSecret = func() uint64 { return 0 } // so that the fuzzer can name the region
+		region, err := ep.Register(make([]byte, 4096), AccessRemoteRead|AccessRemoteWrite)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		defer cancel()
 		r1 := ep.RecvAsync(ctx, 1, 5, ^uint64(0), make([]byte, 4))
 		r2 := ep.RecvAsync(ctx, AnySource, 0, 0, make([]byte, 1<<17))
 		s1 := ep.SendAsync(ctx, 1, 7, make([]byte, 100000))
+		remote := RemoteKey{rank: 1, inc: 1, id: 1, length: 1 << 20, access: AccessRemoteRead | AccessRemoteWrite}
+		p1 := ep.PutAsync(ctx, 1, remote, 0, make([]byte, 100000))
+		g1 := ep.GetAsync(ctx, 1, remote, 0, make([]byte, 3000))
 		var msgs []wire.Message
 		for rest := data[1:]; len(rest) >= 2; {
 			n := int(binary.BigEndian.Uint16(rest))
@@ -88,8 +111,11 @@ func fuzzEndpointOnce(t *testing.T, g *secure.Group, sealer *secure.Sealer, data
 		}
 		atk.WriteBatch(msgs)
 		time.Sleep(time.Millisecond)
-		for _, r := range []*Request{r1, r2, s1} {
+		for _, r := range []*Request{r1, r2, s1, p1, g1} {
 			r.Wait(ctx)
+		}
+		if len(data)%3 == 0 {
+			ep.Deregister(region) // with whatever the fuzzer left in progress
 		}
 		done := make(chan struct{})
 		go func() { ep.Close(); close(done) }()
@@ -98,7 +124,7 @@ func fuzzEndpointOnce(t *testing.T, g *secure.Group, sealer *secure.Sealer, data
 		case <-time.After(5 * time.Second):
 			t.Fatal("Close hangs")
 		}
-		for _, r := range []*Request{r1, r2, s1} {
+		for _, r := range []*Request{r1, r2, s1, p1, g1} {
 			select {
 			case <-r.Done():
 			case <-time.After(5 * time.Second):

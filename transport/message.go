@@ -38,7 +38,25 @@ type sendOp struct {
 	allBuilt bool // eager: every fragment built
 	dead     bool // withdrawn or failed: build nothing more
 	pooled   bool
+
+	// One-sided operations (rma.go).
+	kind       uint8     // opMsg, opPut, opGet, opServe
+	dataOut    bool      // Put: a packet with data was built
+	cancelling bool      // Put: cancelled, waiting for the target to confirm
+	cancelErr  error     // Put: what the cancellation completes with
+	key        RemoteKey // Put, Get: the target region
+	roff       uint64    // Put, Get: offset in the target region
+	sink       rmaSink   // Get: where the target's DATA lands
+	region     *Region   // served Get: the region read
 }
+
+// sendOp kinds.
+const (
+	opMsg   = iota // Send
+	opPut          // Put: PUT (+ CTS, DATA) → FIN
+	opGet          // Get: GET → DATA into sink (or FIN)
+	opServe        // a GET this endpoint serves: DATA from a region
+)
 
 // Receive states.
 const (
@@ -457,6 +475,9 @@ func (ep *Endpoint) finishSend(op *sendOp, err error) {
 	if err != nil {
 		op.dead = true
 	}
+	if op.kind != opMsg && ep.finishRMA(op, err) {
+		return
+	}
 	op.complete(Status{}, err)
 }
 
@@ -573,8 +594,14 @@ func (ep *Endpoint) onRTS(p *peer, h *header) bool {
 
 func (ep *Endpoint) onData(p *peer, h *header, payload []byte) {
 	r := ep.rdvRecvs[h.RecvID]
-	if r == nil || r.mp != p {
-		return // its receive was cancelled: stale data
+	if r == nil {
+		if s := ep.sinks[h.RecvID]; s != nil {
+			ep.onSinkData(p, s, h, payload)
+		}
+		return // else its receive was cancelled: stale data
+	}
+	if r.mp != p {
+		return
 	}
 	if h.Offset > r.accept || uint64(len(payload)) > r.accept-h.Offset {
 		ep.st.malformed.Add(1)
@@ -591,7 +618,7 @@ func (ep *Endpoint) onData(p *peer, h *header, payload []byte) {
 
 func (ep *Endpoint) onCTS(p *peer, h *header) {
 	op := p.awaitCTS[h.MsgID]
-	if op == nil || op.phase != phRTS {
+	if op == nil || op.phase != phRTS || op.kind == opGet || op.cancelling {
 		return
 	}
 	op.recvID = h.RecvID
@@ -608,7 +635,17 @@ func (ep *Endpoint) onCTS(p *peer, h *header) {
 
 func (ep *Endpoint) onFin(p *peer, h *header) {
 	op := p.awaitCTS[h.MsgID]
-	if op == nil || op.phase != phFin {
+	switch {
+	case op == nil:
+		return
+	case op.kind == opGet:
+		if len(op.buf) == 0 { // a 0-byte Get is granted by FIN
+			ep.getDone(op)
+		}
+		return
+	case op.cancelling:
+		// The Put was placed in full before the CANCEL reached the target.
+	case op.phase != phFin:
 		return
 	}
 	delete(p.awaitCTS, h.MsgID)
@@ -622,7 +659,7 @@ func (ep *Endpoint) onFin(p *peer, h *header) {
 
 func (ep *Endpoint) onRevoke(p *peer, h *header) {
 	op := p.awaitCTS[h.MsgID]
-	if op == nil || op.phase == phRTS {
+	if op == nil || op.phase == phRTS || op.kind != opMsg {
 		return
 	}
 	// The receive was cancelled; wait for the next CTS and start over.
@@ -632,6 +669,16 @@ func (ep *Endpoint) onRevoke(p *peer, h *header) {
 }
 
 func (ep *Endpoint) onCancel(p *peer, h *header) {
+	if s := p.rmaIn[h.MsgID]; s != nil {
+		// A Put in progress: confirm that nothing more is written.
+		ep.dropSink(s)
+		ep.queueNak(p, h.MsgID, nakCanceled)
+		return
+	}
+	if op := p.rmaServe[h.MsgID]; op != nil {
+		ep.stopServe(op)
+		return
+	}
 	if c := &p.cur; c.active && c.msgID == h.MsgID {
 		ep.abortCur(p)
 		return
@@ -672,6 +719,9 @@ func (ep *Endpoint) cancel(op *sendOp, r *recvOp, err error) {
 func (ep *Endpoint) cancelSend(op *sendOp, err error) *peer {
 	if op.done {
 		return nil
+	}
+	if op.kind != opMsg {
+		return ep.cancelRMA(op, err)
 	}
 	p := op.dst
 	switch {

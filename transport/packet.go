@@ -15,25 +15,28 @@ import (
 //	reliable packets (Type >= typeEager) add
 //	  PSN (4)
 //	  [CumAck (4) | Wnd (4)]  if Flags has flagPiggyAck
-//	then the type's fixed fields, then (EAGER, DATA) the payload.
+//	then the type's fixed fields, then (EAGER, DATA, PUT) the payload.
 
 // pktType is the transport packet type.
 type pktType uint8
 
 const (
-	typeAck    pktType = 1 // cumulative ACK, receive window, SACK ranges (unreliable)
-	typePing   pktType = 2 // keepalive / discovery probe, answered by an ACK (unreliable)
-	typeEager  pktType = 3 // one fragment of an eager message
-	typeRTS    pktType = 4 // rendezvous request to send
-	typeCTS    pktType = 5 // rendezvous clear to send
-	typeData   pktType = 6 // rendezvous data fragment
-	typeCancel pktType = 7 // sender withdraws a message (partial eager, or RTS)
-	typeRevoke pktType = 8 // receiver withdraws a CTS (its receive was cancelled)
-	typeFin    pktType = 9 // receiver has all of a rendezvous message's data
-	typeMax            = typeFin
+	typeAck    pktType = 1  // cumulative ACK, receive window, SACK ranges (unreliable)
+	typePing   pktType = 2  // keepalive / discovery probe, answered by an ACK (unreliable)
+	typeEager  pktType = 3  // one fragment of an eager message
+	typeRTS    pktType = 4  // rendezvous request to send
+	typeCTS    pktType = 5  // rendezvous clear to send
+	typeData   pktType = 6  // rendezvous data fragment
+	typeCancel pktType = 7  // sender withdraws a message (partial eager, or RTS)
+	typeRevoke pktType = 8  // receiver withdraws a CTS (its receive was cancelled)
+	typeFin    pktType = 9  // receiver has all of a rendezvous message's data (or of a PUT; or a 0-byte GET is granted)
+	typePut    pktType = 10 // one-sided write request to a region, with its data inline or followed by CTS/DATA
+	typeGet    pktType = 11 // one-sided read request; the target answers with DATA to the initiator's RecvID
+	typeNak    pktType = 12 // the target refuses or ends a PUT or GET, with an error code
+	typeMax            = typeNak
 )
 
-var typeNames = [...]string{"?", "ACK", "PING", "EAGER", "RTS", "CTS", "DATA", "CANCEL", "REVOKE", "FIN"}
+var typeNames = [...]string{"?", "ACK", "PING", "EAGER", "RTS", "CTS", "DATA", "CANCEL", "REVOKE", "FIN", "PUT", "GET", "NAK"}
 
 func (t pktType) String() string {
 	if int(t) < len(typeNames) && t != 0 {
@@ -70,6 +73,9 @@ const (
 	ctsLen      = reliableLen + 8 + 8 + 8     // msgID, recvID, accept
 	dataHdrLen  = reliableLen + 8 + 8         // recvID, offset
 	msgIDPktLen = reliableLen + 8             // CANCEL, REVOKE, FIN
+	putHdrLen   = reliableLen + 5*8           // msgID, region, secret, offset, length
+	getLen      = reliableLen + 6*8           // msgID, recvID, region, secret, offset, length
+	nakLen      = reliableLen + 8 + 4         // msgID, code
 	pingLen     = commonLen
 	ackFixedLen = commonLen + 4 + 4 + 4 // cum, wnd, n + pad
 	// maxSACK is the most SACK ranges one ACK carries.
@@ -91,6 +97,24 @@ var (
 	errFragment  = fmt.Errorf("%w: fragment outside its message", errMalformed)
 	errSACKCount = fmt.Errorf("%w: too many SACK ranges", errMalformed)
 	errSACKRange = fmt.Errorf("%w: empty or backward SACK range", errMalformed)
+	errRMALength = fmt.Errorf("%w: RMA offset or length beyond 2^62", errMalformed)
+	errInline    = fmt.Errorf("%w: PUT payload neither empty nor its whole length", errMalformed)
+	errNakCode   = fmt.Errorf("%w: unknown NAK code", errMalformed)
+)
+
+// maxRMA bounds the offsets and lengths of one-sided accesses (and of
+// rendezvous DATA offsets): 2^62, so that offset+length never overflows.
+const maxRMA = 1 << 62
+
+// NAK codes: why a target refused or ended a PUT or GET.
+const (
+	nakNotFound     = 1 // no such region (never registered, deregistered, or wrong secret)
+	nakDenied       = 2 // the region does not grant the access
+	nakBounds       = 3 // [Offset, Offset+Length) is outside the region
+	nakCanceled     = 4 // answer to the initiator's CANCEL: the target writes no more
+	nakDeregistered = 5 // the region was deregistered during the transfer
+	nakAborted      = 6 // the target failed the transfer (it timed the initiator out)
+	nakMax          = nakAborted
 )
 
 // sackRange is a half-open PSN range [Start, End) the receiver holds beyond
@@ -112,6 +136,13 @@ type header struct {
 	Offset uint64 // EAGER (< 2^32), DATA: payload's offset in the message
 	RecvID uint64 // CTS, DATA: the receiver's handle for a matched receive
 	Accept uint64 // CTS: bytes the receiver accepts (<= Total of the RTS)
+
+	// PUT, GET (Offset above is the offset in the region; RecvID above
+	// is, for GET, the initiator's handle the DATA answers carry).
+	Region uint64 // the target's region ID
+	Secret uint64 // the region's secret, from the RemoteKey
+	Length uint64 // bytes to write or read
+	Code   uint32 // NAK: why (nak* constants)
 
 	// ACK
 	CumAck uint32 // next PSN expected in order
@@ -145,6 +176,12 @@ func (h *header) baseLen() int {
 		return dataHdrLen
 	case typeCancel, typeRevoke, typeFin:
 		return msgIDPktLen
+	case typePut:
+		return putHdrLen
+	case typeGet:
+		return getLen
+	case typeNak:
+		return nakLen
 	}
 	return 0
 }
@@ -191,14 +228,30 @@ func (h *header) AppendTo(b []byte) []byte {
 		b = be.AppendUint64(b, h.Offset)
 	case typeCancel, typeRevoke, typeFin:
 		b = be.AppendUint64(b, h.MsgID)
+	case typePut:
+		b = be.AppendUint64(b, h.MsgID)
+		b = be.AppendUint64(b, h.Region)
+		b = be.AppendUint64(b, h.Secret)
+		b = be.AppendUint64(b, h.Offset)
+		b = be.AppendUint64(b, h.Length)
+	case typeGet:
+		b = be.AppendUint64(b, h.MsgID)
+		b = be.AppendUint64(b, h.RecvID)
+		b = be.AppendUint64(b, h.Region)
+		b = be.AppendUint64(b, h.Secret)
+		b = be.AppendUint64(b, h.Offset)
+		b = be.AppendUint64(b, h.Length)
+	case typeNak:
+		b = be.AppendUint64(b, h.MsgID)
+		b = be.AppendUint32(b, h.Code)
 	}
 	return b
 }
 
 // parse decodes the transport header at the start of p (the decrypted
-// payload) into h and returns the packet's payload (EAGER, DATA; empty for
-// other types). It checks every length before reading, never panics and
-// never allocates.
+// payload) into h and returns the packet's payload (EAGER, DATA, and a
+// PUT's inline data; empty for other types). It checks every length before
+// reading, never panics and never allocates.
 func (h *header) parse(p []byte) (payload []byte, err error) {
 	if len(p) < commonLen {
 		return nil, errShort
@@ -286,12 +339,43 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 		h.RecvID = be.Uint64(q)
 		h.Offset = be.Uint64(q[8:])
 		payload = p[n:]
-		if h.Offset > 1<<62 || uint64(len(payload)) > 1<<62-h.Offset {
+		if h.Offset > maxRMA || uint64(len(payload)) > maxRMA-h.Offset {
 			return nil, errFragment
 		}
 		return payload, nil
 	case typeCancel, typeRevoke, typeFin:
 		h.MsgID = be.Uint64(q)
+	case typePut:
+		h.MsgID = be.Uint64(q)
+		h.Region = be.Uint64(q[8:])
+		h.Secret = be.Uint64(q[16:])
+		h.Offset = be.Uint64(q[24:])
+		h.Length = be.Uint64(q[32:])
+		if h.Offset > maxRMA || h.Length > maxRMA {
+			return nil, errRMALength
+		}
+		// The data is inline (all of it) or follows in DATA after a CTS.
+		payload = p[n:]
+		if len(payload) != 0 && uint64(len(payload)) != h.Length {
+			return nil, errInline
+		}
+		return payload, nil
+	case typeGet:
+		h.MsgID = be.Uint64(q)
+		h.RecvID = be.Uint64(q[8:])
+		h.Region = be.Uint64(q[16:])
+		h.Secret = be.Uint64(q[24:])
+		h.Offset = be.Uint64(q[32:])
+		h.Length = be.Uint64(q[40:])
+		if h.Offset > maxRMA || h.Length > maxRMA {
+			return nil, errRMALength
+		}
+	case typeNak:
+		h.MsgID = be.Uint64(q)
+		h.Code = be.Uint32(q[8:])
+		if h.Code == 0 || h.Code > nakMax {
+			return nil, errNakCode
+		}
 	}
 	if len(p) != n {
 		return nil, errLength

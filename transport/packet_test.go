@@ -25,6 +25,12 @@ func samplePackets() []header {
 		{Type: typeData, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 13, CumAck: 0xfffffffe, Wnd: 0, RecvID: 4, Offset: 1 << 20},
 		{Type: typeCTS, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 14, CumAck: 41, Wnd: 7, MsgID: 78, RecvID: 4, Accept: 9},
 		{Type: typeFin, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 15, CumAck: 42, Wnd: 8, MsgID: 78},
+		{Type: typePut, DstRank: 1, DstInc: 2, PSN: 16, MsgID: 80, Region: 3, Secret: 0xfeedface, Offset: 1 << 40, Length: 3},
+		{Type: typePut, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 17, CumAck: 43, Wnd: 9, MsgID: 81, Region: 3, Secret: 1, Offset: 5, Length: 1 << 30},
+		{Type: typePut, DstRank: 1, DstInc: 2, PSN: 18, MsgID: 82, Region: 1, Offset: maxRMA, Length: 0},
+		{Type: typeGet, DstRank: 1, DstInc: 2, PSN: 19, MsgID: 83, RecvID: 9, Region: 4, Secret: 2, Offset: 7, Length: maxRMA},
+		{Type: typeNak, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 20, CumAck: 44, Wnd: 10, MsgID: 84, Code: nakBounds},
+		{Type: typeNak, DstRank: 1, DstInc: 2, PSN: 21, MsgID: 85, Code: nakMax},
 	}
 }
 
@@ -35,7 +41,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 			t.Fatalf("%v: encoded %d bytes, Len %d", h.Type, len(b), h.Len())
 		}
 		var payload []byte
-		if h.Type == typeEager || h.Type == typeData {
+		if h.Type == typeEager || h.Type == typeData || h.Type == typePut && h.Length == 3 {
 			payload = []byte("abc")
 			b = append(b, payload...)
 		}
@@ -67,6 +73,10 @@ func TestHeaderRejects(t *testing.T) {
 	mod := func(f func(b []byte)) []byte { b := bytes.Clone(good); f(b); return b }
 	eager := (&header{Type: typeEager, DstRank: 1, Total: 2, Offset: 1}).AppendTo(nil)
 	ack := (&header{Type: typeAck, NSACK: 1, SACK: [maxSACK]sackRange{{5, 6}}}).AppendTo(nil)
+	put := (&header{Type: typePut, DstRank: 1, MsgID: 1, Region: 1, Length: 3}).AppendTo(nil)
+	get := (&header{Type: typeGet, DstRank: 1, MsgID: 1, Region: 1, Length: 3}).AppendTo(nil)
+	nak := (&header{Type: typeNak, DstRank: 1, MsgID: 1, Code: nakDenied}).AppendTo(nil)
+	with := func(b []byte, f func(b []byte)) []byte { b = bytes.Clone(b); f(b); return b }
 	cases := map[string]struct {
 		b   []byte
 		err error
@@ -82,6 +92,16 @@ func TestHeaderRejects(t *testing.T) {
 		"sackEmpty":    {func() []byte { b := bytes.Clone(ack); b[len(b)-1] = 5; return b }(), errSACKRange},
 		"sackCount":    {func() []byte { b := bytes.Clone(ack); b[20] = 17; return b }(), errSACKCount},
 		"sackLen":      {func() []byte { b := bytes.Clone(ack); b[20] = 2; return b }(), errLength},
+		"putPartial":   {append(bytes.Clone(put), 1, 2), errInline},
+		"putLonger":    {append(bytes.Clone(put), 1, 2, 3, 4), errInline},
+		"putOffset":    {with(put, func(b []byte) { b[40] = 0x40; b[47] = 1 }), errRMALength},
+		"putLength":    {with(put, func(b []byte) { b[48] = 0x80 }), errRMALength},
+		"getLength":    {with(get, func(b []byte) { b[56] = 0x41 }), errRMALength},
+		"getTrailing":  {append(bytes.Clone(get), 0), errLength},
+		"getShort":     {get[:len(get)-1], errShort},
+		"nakCode0":     {with(nak, func(b []byte) { b[27] = 0 }), errNakCode},
+		"nakCodeBig":   {with(nak, func(b []byte) { b[27] = nakMax + 1 }), errNakCode},
+		"nakCodeHigh":  {with(nak, func(b []byte) { b[24] = 1 }), errNakCode},
 	}
 	for name, c := range cases {
 		var h header

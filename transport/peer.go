@@ -42,6 +42,7 @@ type rxSlot struct {
 type ctrlItem struct {
 	typ                   pktType
 	msgID, recvID, accept uint64
+	code                  uint32 // NAK
 }
 
 // peer is the reliability and message state for one remote rank. All
@@ -77,9 +78,11 @@ type peer struct {
 	txSeq        uint64
 	hiDelivered  uint64
 	ctrlQ        []ctrlItem
-	msgQ         opQueue // eager messages and RTS, in send order
-	dataQ        opQueue // rendezvous data after CTS
-	awaitCTS     map[uint64]*sendOp
+	msgQ         opQueue             // eager messages and RTS, in send order
+	dataQ        opQueue             // rendezvous data after CTS
+	awaitCTS     map[uint64]*sendOp  // rendezvous sends, Puts and Gets waiting for the peer's answer, by MsgID
+	rmaIn        map[uint64]*rmaSink // Puts from this peer being placed here, by its MsgID
+	rmaServe     map[uint64]*sendOp  // Gets from this peer being served here, by its MsgID
 	pumping      bool
 	pumpAgain    bool
 	needPump     bool
@@ -124,6 +127,8 @@ func (ep *Endpoint) newPeer(rank uint32) *peer {
 		tx:       make([]txSlot, n),
 		rx:       make([]rxSlot, n),
 		awaitCTS: make(map[uint64]*sendOp),
+		rmaIn:    make(map[uint64]*rmaSink),
+		rmaServe: make(map[uint64]*sendOp),
 		probeIv:  int64(ep.cfg.InitialRTO),
 	}
 	ep.initReliability(p)
@@ -167,6 +172,8 @@ func (ep *Endpoint) resetPeer(p *peer) {
 	p.msgQ.clear()
 	p.dataQ.clear()
 	clear(p.awaitCTS)
+	clear(p.rmaIn)
+	clear(p.rmaServe)
 	ep.initReliability(p)
 }
 
@@ -275,14 +282,25 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 	switch {
 	case len(p.ctrlQ) > 0:
 		c := p.ctrlQ[0]
-		p.ctrlQ = p.ctrlQ[1:]
-		if len(p.ctrlQ) == 0 {
-			p.ctrlQ = p.ctrlQ[:0:cap(p.ctrlQ)]
-		}
-		h.Type, h.MsgID, h.RecvID, h.Accept = c.typ, c.msgID, c.recvID, c.accept
+		// Shift down (the queue is short) rather than reslice: p.ctrlQ[1:]
+		// would lose a slot of capacity per packet, and appends would
+		// allocate in steady state.
+		p.ctrlQ = p.ctrlQ[:copy(p.ctrlQ, p.ctrlQ[1:])]
+		h.Type, h.MsgID, h.RecvID, h.Accept, h.Code = c.typ, c.msgID, c.recvID, c.accept, c.code
 	default:
 		op = p.msgQ.peek()
+		for op != nil && op.kind != opMsg && op.key.inc != p.inc {
+			// The key names a region of another incarnation (the peer's
+			// incarnation was unknown when the operation started).
+			p.msgQ.pop()
+			ep.finishSend(op, keyIncarnation(op.key, p))
+			op = p.msgQ.peek()
+		}
 		if op != nil {
+			if op.kind != opMsg {
+				payload = ep.buildRMA(p, op, &h)
+				break
+			}
 			if op.rdv {
 				h.Type, h.MsgID, h.Tag, h.Total = typeRTS, op.msgID, op.tag, uint64(len(op.buf))
 				p.msgQ.pop()
@@ -311,9 +329,16 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 		h.Type, h.RecvID, h.Offset = typeData, op.recvID, uint64(op.off)
 		payload = op.buf[op.off : op.off+n]
 		op.off += n
+		op.dataOut = true
 		if op.off == op.sendLen {
 			h.Flags |= flagAckNow
 			op.phase = phFin
+			if op.kind == opServe {
+				// A served Get has read all it will read of the region;
+				// it completes (and is recycled) on the ACK.
+				op.allBuilt = true
+				ep.st.rmaGets.Add(1)
+			}
 			p.dataQ.pop()
 		}
 	}
@@ -329,7 +354,7 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 	}
 	p.sndNxt++
 	p.pipe++
-	if op != nil && op.allBuilt && !op.rdv && !op.done && ep.cfg.LocalCompletion {
+	if op != nil && op.allBuilt && !op.rdv && !op.done && ep.cfg.LocalCompletion && op.kind == opMsg {
 		ep.completeLocally(p, op)
 	}
 	return b
@@ -682,6 +707,12 @@ func (ep *Endpoint) deliver(p *peer, h *header, payload []byte) bool {
 		ep.onRevoke(p, h)
 	case typeFin:
 		ep.onFin(p, h)
+	case typePut:
+		ep.onPut(p, h, payload)
+	case typeGet:
+		ep.onGet(p, h)
+	case typeNak:
+		ep.onNak(p, h)
 	}
 	return true
 }
@@ -691,7 +722,9 @@ func (ep *Endpoint) deliver(p *peer, h *header, payload []byte) bool {
 // removed, or the endpoint is closing); without, the reliability state is
 // kept so that the stream can resume if the peer answers again.
 func (ep *Endpoint) failPeer(p *peer, err error, reset bool) {
-	// Sends.
+	// One-sided work the peer asked of this endpoint.
+	ep.failRMA(p, reset)
+	// Sends (Puts and Gets too).
 	fail := func(op *sendOp) {
 		if op == nil || op.dead {
 			return

@@ -16,8 +16,8 @@ type Status struct {
 	Len int
 }
 
-// Request is an asynchronous Send or Recv. Its methods are safe for
-// concurrent use.
+// Request is an asynchronous Send, Recv, Put or Get. Its methods are safe
+// for concurrent use.
 type Request struct {
 	ep   *Endpoint
 	done chan struct{}
@@ -69,8 +69,10 @@ func (r *Request) Wait(ctx context.Context) (Status, error) {
 
 // Cancel withdraws the request if it has not completed: it then completes
 // with err (context.Canceled if err is nil). A Recv that is cancelled never
-// consumes a message; a Send is either withdrawn or delivered in full. It
-// returns after the request has completed, one way or the other.
+// consumes a message; a Send is either withdrawn or delivered in full; a
+// Get writes nothing more to its buffer; a Put, once its data may be on
+// its way, completes only when the target writes no more of it (see Put).
+// It returns after the request has completed, one way or the other.
 func (r *Request) Cancel(err error) {
 	if err == nil {
 		err = context.Canceled
