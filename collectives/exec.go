@@ -18,6 +18,7 @@ const drainTimeout = 10 * time.Second
 type exec struct {
 	c       *Communicator
 	name    string
+	parent  context.Context // the caller's
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	stopTO  context.CancelFunc
@@ -54,7 +55,7 @@ func (c *Communicator) begin(ctx context.Context, name string) (*exec, error) {
 		c.busy.Store(false)
 		return nil, fmt.Errorf("collectives: %s on rank %d: %w", name, c.rank, err)
 	}
-	x := &exec{c: c, name: name}
+	x := &exec{c: c, name: name, parent: ctx}
 	x.ctx, x.cancel = context.WithCancelCause(ctx)
 	x.stopTO = func() {}
 	if _, ok := ctx.Deadline(); !ok && c.opts.Timeout > 0 {
@@ -82,6 +83,11 @@ func (x *exec) finish(err error) error {
 			if cause := context.Cause(x.ctx); cause != nil && !errors.Is(err, cause) {
 				err = fmt.Errorf("%w (%w)", cause, err)
 			}
+		}
+		// The caller's own cancellation is reported even when a peer's
+		// abort (often caused by the same cancellation there) came first.
+		if perr := x.parent.Err(); perr != nil && !errors.Is(err, perr) {
+			err = fmt.Errorf("%w (%w)", perr, err)
 		}
 		x.cancel(err)
 		x.drain()
