@@ -38,7 +38,8 @@ type UDPConfig struct {
 	DisableMMsg bool
 
 	// BusyPoll is how long ReadBatch keeps polling an empty socket,
-	// yielding the processor between tries, before it sleeps in the
+	// yielding the processor (to other goroutines, then with sched_yield
+	// to other processes) between tries, before it sleeps in the
 	// netpoller (Linux, recvmmsg path). It removes the wake-up from the
 	// latency of a message that arrives within the window, as the polling
 	// progress engines of MPI libraries do, at the cost of keeping a core
