@@ -11,31 +11,14 @@ import (
 	"github.com/sealring/sealring/internal/cpu"
 )
 
-// vectorsDir holds copies of the reference vectors, relative to the module
-// root (source and provenance: SOURCE.md there).
-const vectorsDir = "secure/psp/testdata/vectors"
-
 // sharedVectors returns the path of the copy of reference vector file name
-// (as named under ../shared/vectors/).
+// (as named under ../shared/vectors/), kept in testdata/vectors (source
+// and provenance: SOURCE.md there). Tests run in the package directory.
 func sharedVectors(t testing.TB, name string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, vectorsDir, name)
+	p := filepath.Join("testdata", "vectors", name)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("reference vectors not found at %s: %v", p, err)
+		t.Fatalf("reference vectors: %v", err)
 	}
 	return p
 }
