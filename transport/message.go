@@ -203,13 +203,20 @@ func (ep *Endpoint) Send(ctx context.Context, peer uint32, tag uint64, buf []byt
 		return err
 	}
 	ep.pump(p)
+	return ep.waitSend(ctx, op)
+}
+
+// waitSend waits for a started blocking send-side operation (Send, Put,
+// Get), cancelling it if ctx ends first, and recycles it if it succeeded
+// (a failed op may still be referenced by a skipped queue entry).
+func (ep *Endpoint) waitSend(ctx context.Context, op *sendOp) error {
 	select {
 	case <-op.sig:
 	case <-ctx.Done():
 		ep.cancel(op, nil, ctx.Err())
 		<-op.sig
 	}
-	err = op.err
+	err := op.err
 	if err == nil {
 		ep.recycleSend(op)
 	}

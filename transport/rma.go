@@ -339,17 +339,7 @@ func (ep *Endpoint) rmaWait(ctx context.Context, kind uint8, peer uint32, key Re
 		return err
 	}
 	ep.pump(p)
-	select {
-	case <-op.sig:
-	case <-ctx.Done():
-		ep.cancel(op, nil, ctx.Err())
-		<-op.sig
-	}
-	err = op.err
-	if err == nil {
-		ep.recycleSend(op)
-	}
-	return err
+	return ep.waitSend(ctx, op)
 }
 
 func (ep *Endpoint) rmaAsync(ctx context.Context, kind uint8, peer uint32, key RemoteKey, offset int64, buf []byte) *Request {
