@@ -75,7 +75,8 @@ type Config struct {
 	InitialCwnd int
 
 	// PeerTimeout is how long a peer with pending operations may stay
-	// silent before they fail with ErrPeerUnreachable. 0 means
+	// silent (no ACK and no reliable packet from it; its keepalive PINGs
+	// do not count) before they fail with ErrPeerUnreachable. 0 means
 	// DefaultPeerTimeout (10 s).
 	PeerTimeout time.Duration
 	// KeepaliveInterval is how long a peer with pending operations may be

@@ -519,15 +519,26 @@ func (ep *Endpoint) handle(it *rxItem, now int64) bool {
 		p.needPump = true
 		kick = true
 	}
-	p.lastHeard = now
 	if p.down {
+		// Heard from again: a new PeerTimeout for what is queued to it
+		// (the CANCELs and NAKs of the failed operations) to get through.
 		p.down = false
 		p.needPump = true
+		p.lastHeard = now
 	}
 	if h.Type == typePing {
+		// A PING does not otherwise count as hearing from the peer: it
+		// proves only that the peer's packets reach this endpoint, not
+		// that this endpoint's reach the peer. A peer that timed this
+		// endpoint out because its packets are lost one way keeps
+		// pinging; were that liveness, operations waiting on the peer
+		// (for an ACK, a CTS, a FIN, DATA) would wait forever. The
+		// peer's answers to this endpoint's packets and PINGs (ACKs) and
+		// its reliable packets count.
 		p.ackNow = true // the answer: an ACK tells our incarnation and state
 		return kick
 	}
+	p.lastHeard = now
 	if h.DstInc != ep.inc {
 		// Addressed to an earlier life of this rank: drop, and tell the
 		// peer who we are now.

@@ -57,6 +57,7 @@ var (
 	errRemoteDeregistered = fmt.Errorf("%w: the target deregistered the region during the transfer", ErrRegionNotFound)
 	errRemoteAborted      = fmt.Errorf("%w: the target abandoned the transfer (it had timed this endpoint out)", ErrPeerUnreachable)
 	errRemoteCanceled     = errors.New("transport: the target cancelled the transfer")
+	errRecvAborted        = fmt.Errorf("%w: the receiver abandoned the message (it had timed this endpoint out)", ErrPeerUnreachable)
 	errStaleKey           = fmt.Errorf("%w: the key is from an earlier incarnation of the target", ErrRegionNotFound)
 	errKeyNewer           = fmt.Errorf("%w: the key is from a newer incarnation of the peer than the one this endpoint knows (it restarted and has not been heard from yet: retry)", ErrPeerUnreachable)
 )

@@ -32,7 +32,7 @@ const (
 	typeFin    pktType = 9  // receiver has all of a rendezvous message's data (or of a PUT; or a 0-byte GET is granted)
 	typePut    pktType = 10 // one-sided write request to a region, with its data inline or followed by CTS/DATA
 	typeGet    pktType = 11 // one-sided read request; the target answers with DATA to the initiator's RecvID
-	typeNak    pktType = 12 // the target refuses or ends a PUT or GET, with an error code
+	typeNak    pktType = 12 // the target refuses or ends a PUT or GET, or the receiver ends a rendezvous message, with an error code
 	typeMax            = typeNak
 )
 

@@ -765,6 +765,13 @@ func (ep *Endpoint) failPeer(p *peer, err error, reset bool) {
 	for id, r := range ep.rdvRecvs {
 		if r.p == p {
 			delete(ep.rdvRecvs, id)
+			if !reset {
+				// The peer may come back and is told that the transfer
+				// is over: without it, its DATA would be dropped (the
+				// RecvID is gone) and its send would wait for a FIN
+				// that never comes.
+				ep.queueNak(p, r.msgID, nakAborted)
+			}
 			ep.finishRecv(r, err)
 		}
 	}

@@ -608,10 +608,20 @@ func (ep *Endpoint) getDone(op *sendOp) {
 	}
 }
 
-// onNak fails (or, after a CANCEL, ends) the PUT or GET the target refused.
+// onNak fails (or, after a CANCEL, ends) the PUT or GET the target refused,
+// or the rendezvous send whose receive the peer failed (NAK ABORTED).
 func (ep *Endpoint) onNak(p *peer, h *header) {
 	op := p.awaitCTS[h.MsgID]
-	if op == nil || op.kind == opMsg {
+	if op == nil {
+		return
+	}
+	if op.kind == opMsg {
+		if h.Code == nakAborted {
+			// The receiver timed this endpoint out and failed the
+			// matched receive: no FIN will come.
+			delete(p.awaitCTS, h.MsgID)
+			ep.finishSend(op, errRecvAborted) // dead: no more DATA is built
+		}
 		return
 	}
 	delete(p.awaitCTS, h.MsgID)

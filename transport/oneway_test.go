@@ -1,0 +1,253 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sealring/sealring/internal/faultwire"
+	"github.com/sealring/sealring/transport/wire"
+)
+
+// oneWayCut cuts one direction of a link, switched by the test: the
+// datagrams one endpoint writes to the other are lost, the other way
+// works.
+type oneWayCut struct {
+	// allow is -1 while the link works; at n >= 0, the next n datagrams
+	// pass and every later one is lost.
+	allow atomic.Int64
+}
+
+func (c *oneWayCut) cutAfter(n int64) { c.allow.Store(n) }
+func (c *oneWayCut) heal()            { c.allow.Store(-1) }
+
+// oneWayPair makes ranks 0 (the sender or initiator, S) and 1 (the
+// receiver or target, R) with a short PeerTimeout; cut[i] cuts what rank
+// i writes to the other.
+func oneWayPair(t *testing.T, kind string, timeout time.Duration) (s, r *Endpoint, cut [2]*oneWayCut) {
+	t.Helper()
+	c := newCluster(t, kind, 2, func(cfg *Config) {
+		cfg.PeerTimeout = timeout
+		cfg.EagerLimit = 4096
+		cfg.Window = 16
+		cfg.MaxRTO = 20 * time.Millisecond
+	}, func(rank int, w wire.Wire) wire.Wire {
+		oc := new(oneWayCut)
+		oc.heal()
+		cut[rank] = oc
+		self := w.LocalAddr()
+		// Decide calls are serialized.
+		return faultwire.New(w, faultwire.Config{Decide: func(_ uint64, m wire.Message) faultwire.Action {
+			n := oc.allow.Load()
+			switch {
+			case m.Addr == self || n < 0:
+				return faultwire.Pass
+			case n > 0:
+				oc.allow.Store(n - 1)
+				return faultwire.Pass
+			}
+			return faultwire.Drop
+		}})
+	})
+	s, r = c.eps[0], c.eps[1]
+	// Warm up both directions: incarnations known, RTT sampled.
+	ctx := ctxT(t)
+	buf := make([]byte, 16)
+	for _, p := range [][2]*Endpoint{{s, r}, {r, s}} {
+		rq := p[1].RecvAsync(ctx, p[0].rank, 77, ^uint64(0), buf)
+		if err := p[0].Send(ctx, p[1].rank, 77, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rq.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // let the warm-up's ACKs settle
+	return s, r, cut
+}
+
+// waitUnexpected waits until ep holds an unexpected message.
+func waitUnexpected(t *testing.T, ep *Endpoint) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ep.mu.Lock()
+		have := ep.unexp.head != nil
+		ep.mu.Unlock()
+		if have {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the RTS never reached the receiver")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestOneWayCutRendezvous: one direction of the link between the sender
+// and the receiver of a matched rendezvous message fails, so one side
+// times the other out while still hearing it. Every side with an
+// operation pending must fail within a bounded time (about two
+// PeerTimeouts here), never wait forever.
+//
+//   - S→R cut (heal): the CTS went out, the DATA is lost; the receiver
+//     times the sender out and fails its Recv; the cut heals and the DATA
+//     reaches a receiver that has forgotten the transfer (unknown RecvID):
+//     the sender must not wait for a FIN that never comes.
+//   - S→R cut (permanent): the same, the cut never heals: the receiver's
+//     PINGs still reach the sender, which must not take them as an answer.
+//   - R→S cut (permanent): the CTS is lost; the sender times the receiver
+//     out and fails its Send; its PINGs still reach the receiver, whose
+//     Recv must fail too.
+func TestOneWayCutRendezvous(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	cases := []struct {
+		name string
+		from int // the rank whose datagrams are lost
+		heal bool
+	}{
+		{"S-R/heal", 0, true},
+		{"S-R/permanent", 0, false},
+		{"R-S/permanent", 1, false},
+	}
+	for _, kind := range []string{"mem", "udp"} {
+		for _, tc := range cases {
+			t.Run(kind+"/"+tc.name, func(t *testing.T) {
+				s, r, cut := oneWayPair(t, kind, timeout)
+				ctx := ctxT(t)
+				msg := pattern(64<<10, 0, 1, 0)
+				sreq := s.SendAsync(context.Background(), 1, 1, msg)
+				waitUnexpected(t, r) // the RTS is at the receiver
+				cut[tc.from].cutAfter(0)
+				rbuf := make([]byte, len(msg))
+				start := time.Now()
+				rreq := r.RecvAsync(context.Background(), 0, 1, ^uint64(0), rbuf)
+				// Each side's bound: two of its PeerTimeouts after the
+				// cut (the other side's timeout, then its own), with a
+				// generous margin for slow machines.
+				bound, cancel := context.WithTimeout(ctx, 2*timeout+500*time.Millisecond)
+				defer cancel()
+				first, second, names := rreq, sreq, [2]string{"receiver", "sender"}
+				if tc.from == 1 {
+					first, second, names = sreq, rreq, [2]string{"sender", "receiver"}
+				}
+				if _, err := first.Wait(bound); !errors.Is(err, ErrPeerUnreachable) {
+					t.Fatalf("%s: %v after %v, want ErrPeerUnreachable", names[0], err, time.Since(start))
+				}
+				t.Logf("%s failed after %v", names[0], time.Since(start))
+				if tc.heal {
+					cut[tc.from].heal()
+				}
+				_, err := second.Wait(bound)
+				if errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("%s still waiting %v after the cut (the %s failed the transfer): hang",
+						names[1], time.Since(start), names[0])
+				}
+				if !errors.Is(err, ErrPeerUnreachable) {
+					t.Fatalf("%s: %v, want ErrPeerUnreachable", names[1], err)
+				}
+				t.Logf("%s failed after %v: %v", names[1], time.Since(start), err)
+				cut[tc.from].heal()
+				checkRecovers(t, s, r, msg)
+			})
+		}
+	}
+}
+
+// checkRecovers checks that s and r agree again after the cut: a new
+// rendezvous transfer goes through.
+func checkRecovers(t *testing.T, s, r *Endpoint, msg []byte) {
+	t.Helper()
+	ctx := ctxT(t)
+	rbuf := make([]byte, len(msg))
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("the endpoints do not recover after the cut")
+		}
+		rq := r.RecvAsync(ctx, 0, 2, ^uint64(0), rbuf)
+		if rq.Err() != nil { // the receiver has not heard the sender yet
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if err := s.Send(ctx, 1, 2, msg); err != nil {
+			rq.Cancel(nil)
+			if !errors.Is(err, ErrPeerUnreachable) {
+				t.Fatalf("after the cut: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if _, err := rq.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(rbuf, msg) {
+			t.Fatal("message corrupted after the cut")
+		}
+		break
+	}
+}
+
+// TestOneWayCutRMA: as TestOneWayCutRendezvous for one-sided accesses. The
+// target times the initiator out mid-transfer (a large Put's DATA, or the
+// initiator's ACKs of a Get's DATA, are lost one way) and drops the
+// transfer; the initiator must fail within a bounded time too.
+func TestOneWayCutRMA(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	for _, verb := range []string{"Put", "Get"} {
+		for _, heal := range []bool{true, false} {
+			name := verb + "/heal"
+			if !heal {
+				name = verb + "/permanent"
+			}
+			t.Run(name, func(t *testing.T) {
+				s, r, cut := oneWayPair(t, "mem", timeout)
+				ctx := ctxT(t)
+				region := make([]byte, 1<<20)
+				reg, err := r.Register(region, AccessRemoteRead|AccessRemoteWrite)
+				if err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, len(region))
+				// The PUT or GET request reaches the target, nothing after it.
+				cut[0].cutAfter(1)
+				start := time.Now()
+				var req *Request
+				if verb == "Put" {
+					req = s.PutAsync(context.Background(), 1, reg.Key(), 0, buf)
+				} else {
+					req = s.GetAsync(context.Background(), 1, reg.Key(), 0, buf)
+				}
+				if heal {
+					// Once the target has timed the initiator out.
+					deadline := time.Now().Add(2 * time.Second)
+					for r.Stats().PeerTimeouts == 0 {
+						if time.Now().After(deadline) {
+							t.Fatal("the target does not time the initiator out")
+						}
+						time.Sleep(time.Millisecond)
+					}
+					cut[0].heal()
+				}
+				bound, cancel := context.WithTimeout(ctx, 2*timeout+500*time.Millisecond)
+				defer cancel()
+				_, err = req.Wait(bound)
+				if errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("initiator still waiting %v after the cut: hang", time.Since(start))
+				}
+				if !errors.Is(err, ErrPeerUnreachable) {
+					t.Fatalf("initiator: %v, want ErrPeerUnreachable", err)
+				}
+				t.Logf("initiator failed after %v: %v", time.Since(start), err)
+				if st := r.Stats(); st.PeerTimeouts == 0 {
+					t.Fatalf("the target did not time the initiator out: %+v", st)
+				}
+				cut[0].heal()
+				checkRecovers(t, s, r, pattern(64<<10, 0, 1, 0))
+			})
+		}
+	}
+}
