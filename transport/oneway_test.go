@@ -251,3 +251,38 @@ func TestOneWayCutRMA(t *testing.T) {
 		}
 	}
 }
+
+// TestOneWayCutEager: the sender's datagrams stop reaching the receiver
+// after the first fragment of an eager message, which matched a posted
+// receive. That receive sends nothing itself, yet it must fail within the
+// PeerTimeout (it used to wait for the timer's next one-second round, as
+// nothing armed the timer for the newly watched peer); the sender, which
+// hears only the receiver's PINGs, fails too; after the link heals the two
+// exchange messages again.
+func TestOneWayCutEager(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	s, r, cut := oneWayPair(t, "udp", timeout)
+	msg := pattern(4096, 0, 2, 0) // EagerLimit in oneWayPair
+	if f := s.EagerFragment(); f >= len(msg) {
+		t.Fatalf("eager fragment %d: the message must take several", f)
+	}
+	ctx := ctxT(t)
+	rbuf := make([]byte, len(msg))
+	rreq := r.RecvAsync(context.Background(), 0, 2, ^uint64(0), rbuf)
+	cut[0].cutAfter(1) // the first fragment gets through
+	start := time.Now()
+	sreq := s.SendAsync(context.Background(), 1, 2, msg)
+	bound, cancel := context.WithTimeout(ctx, timeout+350*time.Millisecond)
+	defer cancel()
+	if _, err := rreq.Wait(bound); !errors.Is(err, ErrPeerUnreachable) {
+		t.Fatalf("receiver: %v after %v, want ErrPeerUnreachable within about the PeerTimeout", err, time.Since(start))
+	}
+	t.Logf("receiver failed after %v", time.Since(start))
+	bound2, cancel2 := context.WithTimeout(ctx, 2*timeout+500*time.Millisecond)
+	defer cancel2()
+	if _, err := sreq.Wait(bound2); !errors.Is(err, ErrPeerUnreachable) {
+		t.Fatalf("sender: %v after %v, want ErrPeerUnreachable", err, time.Since(start))
+	}
+	cut[0].heal()
+	checkRecovers(t, s, r, pattern(2048, 0, 3, 0))
+}

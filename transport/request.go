@@ -123,7 +123,12 @@ func (ep *Endpoint) associate(o *opBase, p *peer) {
 	}
 	o.p = p
 	if p.nOps == 0 {
+		// p becomes watched: make sure the timer looks at it within a
+		// keepalive interval (and its PeerTimeout), even if nothing else
+		// is scheduled — e.g. a receive waiting for the rest of an eager
+		// message, which sends nothing itself.
 		p.activeSince = ep.nanotime()
+		ep.armAt(p.activeSince + int64(min(ep.cfg.KeepaliveInterval, ep.cfg.PeerTimeout)))
 	}
 	p.nOps++
 }
