@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sealring/sealring/internal/faultwire"
+	"github.com/sealring/sealring/transport/wire"
 )
 
 // snapshot copies buf under ep's lock. A target writes its regions under
@@ -784,7 +785,22 @@ func TestRMAPeerDeath(t *testing.T) {
 // leaves no goroutine behind.
 func TestRMAClose(t *testing.T) {
 	base := runtime.NumGoroutine()
-	c := newCluster(t, "mem", 2, func(cfg *Config) { cfg.Window = 16 }, nil)
+	// Nothing the target sends reaches the initiator once the operations
+	// start, so none of them can complete before Close (however fast the
+	// machine).
+	cut := new(oneWayCut)
+	cut.heal()
+	c := newCluster(t, "mem", 2, func(cfg *Config) { cfg.Window = 16 }, func(rank int, w wire.Wire) wire.Wire {
+		if rank != 1 {
+			return w
+		}
+		return faultwire.New(w, faultwire.Config{Decide: func(_ uint64, m wire.Message) faultwire.Action {
+			if cut.allow.Load() == 0 {
+				return faultwire.Drop
+			}
+			return faultwire.Pass
+		}})
+	})
 	a, b := c.eps[0], c.eps[1]
 	ctx := ctxT(t)
 	region := make([]byte, 32<<20)
@@ -793,6 +809,7 @@ func TestRMAClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := r.Key()
+	cut.cutAfter(0)
 	put := a.PutAsync(ctx, 1, key, 0, make([]byte, 16<<20))
 	get := a.GetAsync(ctx, 1, key, 16<<20, make([]byte, 16<<20))
 	errc := make(chan error, 1)
