@@ -225,19 +225,33 @@ func (ep *Endpoint) waitSend(ctx context.Context, op *sendOp) error {
 
 // SendAsync starts a Send and returns its Request. Cancelling ctx cancels
 // the send (see Request.Cancel).
-func (ep *Endpoint) SendAsync(ctx context.Context, peer uint32, tag uint64, buf []byte) *Request {
-	// One allocation for the request and its operation (plus its channel).
+func (ep *Endpoint) SendAsync(ctx context.Context, rank uint32, tag uint64, buf []byte) *Request {
+	req, op := newAsyncSend(ep, buf)
+	op.tag = tag
+	return ep.startAsync(ctx, req, op, func() (*peer, error) { return ep.startSend(op, rank) })
+}
+
+// newAsyncSend makes an async request and its send-side operation: one
+// allocation (plus the request's channel).
+func newAsyncSend(ep *Endpoint, buf []byte) (*Request, *sendOp) {
 	a := &asyncSend{Request: Request{ep: ep, done: make(chan struct{})}}
 	req, op := &a.Request, &a.op
-	op.tag, op.buf = tag, buf
+	op.buf = buf
 	op.req, req.send = req, op
+	return req, op
+}
+
+// startAsync queues op with start (called under ep.mu), makes the end of
+// ctx cancel it, and pumps its peer; a request that cannot start completes
+// at once with the error.
+func (ep *Endpoint) startAsync(ctx context.Context, req *Request, op *sendOp, start func() (*peer, error)) *Request {
 	if err := ctx.Err(); err != nil {
 		req.err = err
 		close(req.done)
 		return req
 	}
 	ep.mu.Lock()
-	p, err := ep.startSend(op, peer)
+	p, err := start()
 	if err == nil && ctx.Done() != nil {
 		req.stop = context.AfterFunc(ctx, func() { ep.cancel(op, nil, ctx.Err()) })
 	}

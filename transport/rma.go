@@ -342,29 +342,9 @@ func (ep *Endpoint) rmaWait(ctx context.Context, kind uint8, peer uint32, key Re
 	return ep.waitSend(ctx, op)
 }
 
-func (ep *Endpoint) rmaAsync(ctx context.Context, kind uint8, peer uint32, key RemoteKey, offset int64, buf []byte) *Request {
-	a := &asyncSend{Request: Request{ep: ep, done: make(chan struct{})}}
-	req, op := &a.Request, &a.op
-	op.buf = buf
-	op.req, req.send = req, op
-	if err := ctx.Err(); err != nil {
-		req.err = err
-		close(req.done)
-		return req
-	}
-	ep.mu.Lock()
-	p, err := ep.startRMA(op, kind, peer, key, offset)
-	if err == nil && ctx.Done() != nil {
-		req.stop = context.AfterFunc(ctx, func() { ep.cancel(op, nil, ctx.Err()) })
-	}
-	ep.mu.Unlock()
-	if err != nil {
-		req.err = err
-		close(req.done)
-		return req
-	}
-	ep.pump(p)
-	return req
+func (ep *Endpoint) rmaAsync(ctx context.Context, kind uint8, rank uint32, key RemoteKey, offset int64, buf []byte) *Request {
+	req, op := newAsyncSend(ep, buf)
+	return ep.startAsync(ctx, req, op, func() (*peer, error) { return ep.startRMA(op, kind, rank, key, offset) })
 }
 
 // startRMA checks a Put or Get against its key and queues it. Under ep.mu.
