@@ -1,9 +1,9 @@
 package secure
 
 import (
-	"slices"
 	"testing"
-	"time"
+
+	"github.com/sealring/sealring/internal/benchutil"
 )
 
 // BenchmarkRatio interleaves short chunks of our operation and its baseline
@@ -26,14 +26,14 @@ func BenchmarkRatio(b *testing.B) {
 		l := len(buf)
 		sbuf := make([]byte, n, n+16)
 		b.Run("Seal-vs-StdlibGCM/"+itoa(n), func(b *testing.B) {
-			paired(b, func() { s.Seal(buf[:l], 0, 0) }, func() { std.Seal(sbuf[:0], non, sbuf, aad) })
+			benchutil.Paired(b, func() { s.Seal(buf[:l], 0, 0) }, func() { std.Seal(sbuf[:0], non, sbuf, aad) })
 		})
 		pkt, _ := s.Seal(packet(s, nil, nil, make([]byte, n)), 0, 0)
 		work := make([]byte, len(pkt))
 		ct := std.Seal(nil, non, make([]byte, n), aad)
 		swork := make([]byte, len(ct))
 		b.Run("Open-vs-StdlibGCMOpen/"+itoa(n), func(b *testing.B) {
-			paired(b, func() { copy(work, pkt); o.Open(work, 0) },
+			benchutil.Paired(b, func() { copy(work, pkt); o.Open(work, 0) },
 				func() { copy(swork, ct); std.Open(swork[:0], non, swork, aad) })
 		})
 	}
@@ -44,7 +44,7 @@ func BenchmarkRatio(b *testing.B) {
 	id := uint64(0)
 	dbuf := make([]byte, 24+1400, 24+1400+16)
 	b.Run("DeriveSeal-vs-Seal/1400", func(b *testing.B) {
-		paired(b, func() {
+		benchutil.Paired(b, func() {
 			id++
 			m.derive(&d, defaultPath, ModeSender, id, 7)
 			nonce(&nn, &d.ivMask, id, 7, 1)
@@ -54,7 +54,7 @@ func BenchmarkRatio(b *testing.B) {
 	pkt, _ := s.Seal(packet(s, nil, nil, make([]byte, 1400)), 0, 0)
 	work := make([]byte, len(pkt))
 	b.Run("OpenNoCache-vs-Open/1400", func(b *testing.B) {
-		paired(b, func() { copy(work, pkt); o0.Open(work, 0) }, func() { copy(work, pkt); o.Open(work, 0) })
+		benchutil.Paired(b, func() { copy(work, pkt); o0.Open(work, 0) }, func() { copy(work, pkt); o.Open(work, 0) })
 	})
 }
 
@@ -63,35 +63,4 @@ func itoa(n int) string {
 		return "1400"
 	}
 	return "8192"
-}
-
-func paired(b *testing.B, ours, base func()) {
-	const chunk = 32
-	for range chunk { // warm both
-		ours()
-		base()
-	}
-	var ratios []float64
-	i := 0
-	for b.Loop() {
-		var to, tb time.Duration
-		run := func(f func()) time.Duration {
-			t0 := time.Now()
-			for range chunk {
-				f()
-			}
-			return time.Since(t0)
-		}
-		if i%2 == 0 {
-			to, tb = run(ours), run(base)
-		} else {
-			tb, to = run(base), run(ours)
-		}
-		i++
-		ratios = append(ratios, float64(to)/float64(tb))
-	}
-	slices.Sort(ratios)
-	b.ReportMetric(ratios[len(ratios)/2], "ratio")
-	b.ReportMetric(ratios[len(ratios)/10], "p10")
-	b.ReportMetric(ratios[len(ratios)*9/10], "p90")
 }

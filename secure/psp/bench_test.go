@@ -1,11 +1,10 @@
 package psp
 
 import (
-	"slices"
 	"strconv"
 	"testing"
-	"time"
 
+	"github.com/sealring/sealring/internal/benchutil"
 	"github.com/sealring/sealring/secure"
 )
 
@@ -75,42 +74,8 @@ func BenchmarkPSPSealRatio(b *testing.B) {
 	sbuf := make([]byte, ss.HeaderLen()+n, ss.HeaderLen()+n+secure.TagSize)
 	pl, sl := len(pbuf), len(sbuf)
 	b.Run("psp-vs-secure/1400", func(b *testing.B) {
-		paired(b, func() { ps.Seal(pbuf[:pl], 17, 0) }, func() { ss.Seal(sbuf[:sl], 0, 0) })
+		benchutil.Paired(b, func() { ps.Seal(pbuf[:pl], 17, 0) }, func() { ss.Seal(sbuf[:sl], 0, 0) })
 	})
-}
-
-// paired runs ours and base alternately in chunks of 32 calls, alternating
-// which goes first, and reports the median per-chunk time ratio
-// ours/base ("ratio") with its 10th and 90th percentiles.
-func paired(b *testing.B, ours, base func()) {
-	const chunk = 32
-	for range chunk {
-		ours()
-		base()
-	}
-	run := func(f func()) time.Duration {
-		t0 := time.Now()
-		for range chunk {
-			f()
-		}
-		return time.Since(t0)
-	}
-	var ratios []float64
-	i := 0
-	for b.Loop() {
-		var to, tb time.Duration
-		if i%2 == 0 {
-			to, tb = run(ours), run(base)
-		} else {
-			tb, to = run(base), run(ours)
-		}
-		i++
-		ratios = append(ratios, float64(to)/float64(tb))
-	}
-	slices.Sort(ratios)
-	b.ReportMetric(ratios[len(ratios)/2], "ratio")
-	b.ReportMetric(ratios[len(ratios)/10], "p10")
-	b.ReportMetric(ratios[len(ratios)*9/10], "p90")
 }
 
 // BenchmarkPSPOpenDerive is the stateless receiver: derive the key from
