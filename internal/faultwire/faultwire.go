@@ -81,7 +81,7 @@ type Config struct {
 
 // Stats counts what the injector did.
 type Stats struct {
-	Sent       uint64 // datagrams handed to the inner wire (copies included)
+	Sent       uint64 // datagrams handed to the inner wire (copies included), counted before delivery
 	Dropped    uint64 // lost by Loss or a Drop decision
 	Cut        uint64 // dropped by a cut, sending or receiving
 	Duplicated uint64 // extra copies sent
@@ -512,8 +512,13 @@ func (w *Wire) releaser() {
 		}
 		w.mu.Unlock()
 		if len(due) > 0 {
-			n, _ := w.inner.WriteBatch(due) // a late datagram that fails is lost, as on a network
-			w.sent.Add(uint64(n))
+			// Count before handing over, so that a reader who has received a
+			// datagram always sees it counted; take back what the wire refused.
+			// A late datagram that fails is lost, as on a network.
+			w.sent.Add(uint64(len(due)))
+			if n, _ := w.inner.WriteBatch(due); n < len(due) {
+				w.sent.Add(^uint64(len(due) - n - 1))
+			}
 		}
 		if next >= 0 {
 			timer.Reset(next)
