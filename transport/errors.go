@@ -14,7 +14,11 @@ var (
 	ErrClosed = fmt.Errorf("transport: endpoint closed: %w", net.ErrClosed)
 	// ErrPeerUnreachable: the peer stopped answering for Config.PeerTimeout,
 	// restarted with a new incarnation, or was removed. Operations toward it
-	// fail fast until it is heard from again.
+	// fail fast until it is heard from again. A Send that fails with it
+	// may still be delivered if the peer answers again (the unacknowledged
+	// packets are kept and retransmitted, as a reliable connection does);
+	// a Recv that fails with it never consumes a message: what arrived of
+	// the message goes back to be received later.
 	ErrPeerUnreachable = errors.New("transport: peer unreachable")
 	// ErrTruncated: the receive buffer was shorter than the message; it
 	// holds the message's first len(buf) bytes and Status.Len is the

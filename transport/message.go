@@ -428,11 +428,15 @@ func (ep *Endpoint) post(r *recvOp) *peer {
 			ep.finishRecvOK(r)
 		default:
 			// Still arriving: the receive takes over as the target.
-			copy(r.buf, u.data.b[:u.got])
-			putUbuf(u.data)
 			ep.matchEager(r, u.p, u.msgID, u.tag, u.total, u.seq)
 			c := &u.p.cur
 			c.unexp, c.recv = nil, r
+			if uint64(len(r.buf)) < u.total {
+				c.shadow = u.data // truncating: keep the message whole
+			} else {
+				copy(r.buf, u.data.b[:u.got])
+				putUbuf(u.data)
+			}
 		}
 		freeUnexp(u)
 		return pumpPeer
@@ -544,16 +548,19 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 			ep.nextSeq++
 			ep.matchEager(r, p, h.MsgID, h.Tag, h.Total, ep.nextSeq)
 			*c = curMsg{active: true, msgID: h.MsgID, tag: h.Tag, total: h.Total, seq: ep.nextSeq, recv: r}
+			if uint64(len(r.buf)) < h.Total {
+				c.shadow = getUbuf(int(h.Total))
+			}
 		}
 	} else if !c.active || c.msgID != h.MsgID || c.got != h.Offset || c.total != h.Total {
 		ep.st.malformed.Add(1)
 		return true
 	}
 	switch {
+	case c.shadow != nil:
+		copy(c.shadow.b[c.got:], payload)
 	case c.recv != nil:
-		if b := c.recv.buf; c.got < uint64(len(b)) {
-			copy(b[c.got:], payload)
-		}
+		copy(c.recv.buf[c.got:], payload)
 	case c.unexp != nil:
 		copy(c.unexp.data.b[c.got:], payload)
 		c.unexp.got = c.got + uint64(len(payload))
@@ -561,12 +568,15 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 	c.got += uint64(len(payload))
 	if c.got == c.total {
 		if c.recv != nil {
+			if c.shadow != nil {
+				copy(c.recv.buf, c.shadow.b)
+			}
 			ep.finishRecvOK(c.recv)
 		}
 		if c.unexp != nil {
 			c.unexp.complete = true
 		}
-		*c = curMsg{}
+		p.clearCur()
 	}
 	return true
 }
@@ -575,7 +585,7 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 // back to the posted queue, or its unexpected buffer is dropped.
 func (ep *Endpoint) abortCur(p *peer) {
 	c := p.cur
-	p.cur = curMsg{}
+	p.clearCur()
 	if c.recv != nil {
 		ep.repost(c.recv)
 	}
@@ -778,12 +788,16 @@ func (ep *Endpoint) cancelRecv(r *recvOp, err error) *peer {
 		// in its place, so that a later receive gets it whole.
 		p := r.mp
 		c := &p.cur
+		data := c.shadow
+		if data == nil {
+			data = getUbuf(int(r.total))
+			copy(data.b, r.buf[:c.got])
+		}
 		u := newUnexp(unexpMsg{p: p, src: p.rank, tag: r.msgTag, msgID: r.msgID, total: r.total,
-			got: c.got, seq: r.msgSeq, charge: int(r.total) + unexpOverhead, data: getUbuf(int(r.total))})
-		copy(u.data.b, r.buf[:min(c.got, uint64(len(r.buf)))])
+			got: c.got, seq: r.msgSeq, charge: int(r.total) + unexpOverhead, data: data})
 		ep.unexpUsed += u.charge
 		ep.unexp.insert(u)
-		c.recv, c.unexp = nil, u
+		c.recv, c.unexp, c.shadow = nil, u, nil
 	case rRdv:
 		p := r.mp
 		delete(ep.rdvRecvs, r.recvID)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,13 +28,16 @@ func (c *oneWayCut) heal()            { c.allow.Store(-1) }
 // oneWayPair makes ranks 0 (the sender or initiator, S) and 1 (the
 // receiver or target, R) with a short PeerTimeout; cut[i] cuts what rank
 // i writes to the other.
-func oneWayPair(t *testing.T, kind string, timeout time.Duration) (s, r *Endpoint, cut [2]*oneWayCut) {
+func oneWayPair(t *testing.T, kind string, timeout time.Duration, mods ...func(*Config)) (s, r *Endpoint, cut [2]*oneWayCut) {
 	t.Helper()
 	c := newCluster(t, kind, 2, func(cfg *Config) {
 		cfg.PeerTimeout = timeout
 		cfg.EagerLimit = 4096
 		cfg.Window = 16
 		cfg.MaxRTO = 20 * time.Millisecond
+		for _, mod := range mods {
+			mod(cfg)
+		}
 	}, func(rank int, w wire.Wire) wire.Wire {
 		oc := new(oneWayCut)
 		oc.heal()
@@ -168,12 +172,12 @@ func checkRecovers(t *testing.T, s, r *Endpoint, msg []byte) {
 		if time.Now().After(deadline) {
 			t.Fatal("the endpoints do not recover after the cut")
 		}
-		rq := r.RecvAsync(ctx, 0, 2, ^uint64(0), rbuf)
+		rq := r.RecvAsync(ctx, 0, 99, ^uint64(0), rbuf)
 		if rq.Err() != nil { // the receiver has not heard the sender yet
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if err := s.Send(ctx, 1, 2, msg); err != nil {
+		if err := s.Send(ctx, 1, 99, msg); err != nil {
 			rq.Cancel(nil)
 			if !errors.Is(err, ErrPeerUnreachable) {
 				t.Fatalf("after the cut: %v", err)
@@ -285,4 +289,98 @@ func TestOneWayCutEager(t *testing.T) {
 	}
 	cut[0].heal()
 	checkRecovers(t, s, r, pattern(2048, 0, 3, 0))
+}
+
+// TestOneWayCutEagerResumes: the receiver times the sender out while an
+// eager message is half received, then the link heals before the sender
+// (with a longer PeerTimeout) gives up. The sender's retransmissions
+// complete the message and its Send succeeds, so the message must not be
+// lost: the failed receive gives the partial message back to the
+// unexpected pool and a later receive gets it whole. The failed receive
+// is posted before the message or after its first fragment (it takes over
+// the unexpected buffer), with a buffer that holds the message or a short
+// one (a truncating receive, whose bytes beyond its buffer must be kept).
+func TestOneWayCutEagerResumes(t *testing.T) {
+	for _, kind := range []string{"mem", "udp"} {
+		for _, late := range []bool{false, true} {
+			for _, rlen := range []int{4096, 1000} {
+				name := fmt.Sprintf("%s/late=%v/buf=%d", kind, late, rlen)
+				t.Run(name, func(t *testing.T) { testOneWayCutEagerResumes(t, kind, late, rlen) })
+			}
+		}
+	}
+}
+
+func testOneWayCutEagerResumes(t *testing.T, kind string, late bool, rlen int) {
+	const timeout = 150 * time.Millisecond
+	s, r, cut := oneWayPair(t, kind, timeout, func(cfg *Config) {
+		if cfg.Rank == 0 {
+			cfg.PeerTimeout = 20 * timeout // the sender outlasts the cut
+		}
+	})
+	msg := pattern(4096, 0, 2, 0)
+	ctx := ctxT(t)
+	rbuf := make([]byte, rlen)
+	var rreq *Request
+	if !late {
+		rreq = r.RecvAsync(context.Background(), 0, 2, ^uint64(0), rbuf)
+	}
+	cut[0].cutAfter(1) // the first fragment gets through
+	sreq := s.SendAsync(context.Background(), 1, 2, msg)
+	if late {
+		waitUnexpected(t, r)
+		rreq = r.RecvAsync(context.Background(), 0, 2, ^uint64(0), rbuf)
+	}
+	if _, err := rreq.Wait(ctx); !errors.Is(err, ErrPeerUnreachable) {
+		t.Fatalf("receiver: %v, want ErrPeerUnreachable", err)
+	}
+	cut[0].heal()
+	if _, err := sreq.Wait(ctx); err != nil {
+		t.Fatalf("sender: %v, want success after the link healed", err)
+	}
+	got := make([]byte, len(msg)+1)
+	st, err := r.Recv(ctx, 0, 2, ^uint64(0), got)
+	if err != nil {
+		t.Fatalf("receiving the message again: %v", err)
+	}
+	if st.Len != len(msg) || !bytes.Equal(got[:st.Len], msg) {
+		t.Fatalf("received %d bytes, want the %d sent, intact", st.Len, len(msg))
+	}
+	checkRecovers(t, s, r, pattern(2048, 0, 3, 0))
+}
+
+// TestTruncatedEager: a receive shorter than an eager message gets its
+// prefix and ErrTruncated, whether posted before the message or after its
+// first fragments arrived.
+func TestTruncatedEager(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("late=%v", late), func(t *testing.T) {
+			s, r, cut := oneWayPair(t, "mem", time.Second)
+			msg := pattern(4096, 0, 4, 0)
+			ctx := ctxT(t)
+			rbuf := make([]byte, 1000)
+			var rreq *Request
+			if !late {
+				rreq = r.RecvAsync(ctx, 0, 4, ^uint64(0), rbuf)
+			} else {
+				cut[0].cutAfter(1)
+			}
+			sreq := s.SendAsync(ctx, 1, 4, msg)
+			if late {
+				waitUnexpected(t, r)
+				rreq = r.RecvAsync(ctx, 0, 4, ^uint64(0), rbuf)
+				cut[0].heal()
+			}
+			st, err := rreq.Wait(ctx)
+			if !errors.Is(err, ErrTruncated) || st.Len != len(msg) {
+				t.Fatalf("Recv = %+v, %v; want length %d and ErrTruncated", st, err, len(msg))
+			}
+			if !bytes.Equal(rbuf, msg[:len(rbuf)]) {
+				t.Fatal("the truncated receive's buffer does not hold the message's prefix")
+			}
+			if _, err := sreq.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -117,6 +117,18 @@ type curMsg struct {
 	seq     uint64
 	recv    *recvOp
 	unexp   *unexpMsg
+	// shadow holds the whole message while recv's buffer is shorter than
+	// it (a truncating receive), so that if the receive fails or is
+	// cancelled before the end the message goes back intact.
+	shadow *ubuf
+}
+
+// clearCur forgets the eager message arriving from p.
+func (p *peer) clearCur() {
+	if p.cur.shadow != nil {
+		putUbuf(p.cur.shadow)
+	}
+	p.cur = curMsg{}
 }
 
 func (ep *Endpoint) newPeer(rank uint32) *peer {
@@ -150,7 +162,7 @@ func (ep *Endpoint) initReliability(p *peer) {
 		p.refused = false
 		ep.nRefused--
 	}
-	p.cur = curMsg{}
+	p.clearCur()
 	p.probeIv = int64(ep.cfg.InitialRTO)
 }
 
@@ -750,7 +762,14 @@ func (ep *Endpoint) failPeer(p *peer, err error, reset bool) {
 	}
 	// Receives.
 	if c := &p.cur; c.active {
-		if c.recv != nil {
+		switch {
+		case c.recv != nil && !reset:
+			// The peer may answer again and complete the message, and its
+			// send then succeeds: give what arrived back to the unexpected
+			// pool (as a cancelled receive does) so that a later receive
+			// gets the message whole instead of losing it.
+			ep.cancelRecv(c.recv, err)
+		case c.recv != nil:
 			ep.finishRecv(c.recv, err)
 			c.recv = nil
 			c.discard = true
@@ -759,7 +778,7 @@ func (ep *Endpoint) failPeer(p *peer, err error, reset bool) {
 			if c.unexp != nil {
 				ep.dropUnexp(c.unexp)
 			}
-			p.cur = curMsg{}
+			p.clearCur()
 		}
 	}
 	for id, r := range ep.rdvRecvs {
