@@ -514,3 +514,64 @@ func TestOpenTo(t *testing.T) {
 		}
 	}
 }
+
+// TestSealFrom: SealFrom produces the packet Seal produces from the same
+// bytes (two sealers with the same identity and counters), on every crypto
+// path, offset and size; it checks the packet's length and allocates
+// nothing with the capacity given.
+func TestSealFrom(t *testing.T) {
+	for _, p := range testPaths() {
+		g := newTestGroup(t, 1, p)
+		o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, p)}, Crypto: p.String()})
+		a := newTestSealer(t, g, SealerConfig{ID: SenderID(3, 4), Crypto: p.String()})
+		b := newTestSealer(t, g, SealerConfig{ID: SenderID(3, 4), Crypto: p.String()})
+		for _, off := range [][2]int{{0, 0}, {0, 32}, {4, 40}, {60, 1020}} {
+			for _, n := range roundTripSizes {
+				name := fmt.Sprintf("%v/io%d/co%d/%d", p, off[0], off[1], n)
+				prefix, clr, pl := pattern(off[0], 1), pattern(off[1], 2), pattern(n, 3)
+				want, err := a.Seal(packet(a, prefix, clr, pl), off[0], off[1])
+				if err != nil {
+					t.Fatalf("%s: Seal: %v", name, err)
+				}
+				head := packet(b, prefix, clr, nil)
+				pkt := make([]byte, len(head), len(head)+n+TagSize)
+				copy(pkt, head)
+				got, err := b.SealFrom(pkt, off[0], off[1], pl)
+				if err != nil {
+					t.Fatalf("%s: SealFrom: %v", name, err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%s: SealFrom and Seal disagree", name)
+				}
+				if &got[0] != &pkt[0] {
+					t.Fatalf("%s: SealFrom reallocated a packet with room", name)
+				}
+				dst := make([]byte, n)
+				if r, err := o.OpenTo(dst, got, off[0]); err != nil || !bytes.Equal(r.Payload, pl) || !bytes.Equal(r.Clear, clr) {
+					t.Fatalf("%s: OpenTo: %v", name, err)
+				}
+			}
+		}
+		// The packet must end at the clear part.
+		head := packet(b, nil, pattern(8, 2), pattern(4, 3))
+		if _, err := b.SealFrom(head, 0, 8, pattern(10, 4)); !errors.Is(err, ErrOffset) {
+			t.Fatalf("SealFrom after a payload: %v, want ErrOffset", err)
+		}
+		// Too small a capacity grows the packet rather than failing.
+		head = packet(b, nil, pattern(8, 2), nil)
+		got, err := b.SealFrom(head[:len(head):len(head)], 0, 8, pattern(100, 4))
+		if err != nil || len(got) != len(head)+100+TagSize {
+			t.Fatalf("SealFrom without capacity: %d bytes, %v", len(got), err)
+		}
+		pl := pattern(1400, 5)
+		buf := make([]byte, 0, b.HeaderLen()+32+len(pl)+TagSize)
+		if allocs := testing.AllocsPerRun(100, func() {
+			pkt := buf[:b.HeaderLen()+32]
+			if _, err := b.SealFrom(pkt, 0, 32, pl); err != nil {
+				t.Fatal(err)
+			}
+		}); allocs != 0 {
+			t.Fatalf("%v: SealFrom allocates %.1f times", p, allocs)
+		}
+	}
+}

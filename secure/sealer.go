@@ -172,6 +172,25 @@ func (s *Sealer) current() (*sealKey, error) {
 // returns pkt extended by the 16-byte tag; it allocates only if pkt lacks
 // the capacity for it.
 func (s *Sealer) Seal(pkt []byte, hdrOff, clearLen int) ([]byte, error) {
+	return s.seal(pkt, hdrOff, clearLen, nil, false)
+}
+
+// SealFrom is Seal with the plaintext taken from payload instead of from
+// the packet: pkt holds only the prefix, the room for the header and the
+// clear part (len(pkt) is hdrOff+HeaderLen()+clearLen), and SealFrom
+// appends the ciphertext of payload and the tag. It saves the copy of the
+// payload into the packet when the payload sits elsewhere, such as an
+// application's send buffer. payload must not overlap pkt's spare
+// capacity. It allocates only if pkt lacks the capacity for
+// len(payload)+TagSize more bytes.
+func (s *Sealer) SealFrom(pkt []byte, hdrOff, clearLen int, payload []byte) ([]byte, error) {
+	if payload == nil {
+		payload = []byte{}
+	}
+	return s.seal(pkt, hdrOff, clearLen, payload, true)
+}
+
+func (s *Sealer) seal(pkt []byte, hdrOff, clearLen int, payload []byte, from bool) ([]byte, error) {
 	if hdrOff < 0 || hdrOff%wordLen != 0 || hdrOff > MaxIOffset*wordLen {
 		return pkt, fmt.Errorf("%w: header offset %d is not a multiple of 4 in 0..60", ErrOffset, hdrOff)
 	}
@@ -182,6 +201,9 @@ func (s *Sealer) Seal(pkt []byte, hdrOff, clearLen int) ([]byte, error) {
 	if len(pkt) < aadEnd {
 		return pkt, fmt.Errorf("%w: packet of %d bytes has no room for prefix, header and clear part (%d)", ErrTruncated, len(pkt), aadEnd)
 	}
+	if from && len(pkt) != aadEnd {
+		return pkt, fmt.Errorf("%w: SealFrom's packet holds %d bytes after the clear part", ErrOffset, len(pkt)-aadEnd)
+	}
 	k, err := s.current()
 	if err != nil {
 		return pkt, err
@@ -190,8 +212,8 @@ func (s *Sealer) Seal(pkt []byte, hdrOff, clearLen int) ([]byte, error) {
 	if ctr > MaxCounter {
 		return pkt, ErrCounterExhausted
 	}
-	if cap(pkt)-len(pkt) < TagSize {
-		pkt = slices.Grow(pkt, TagSize)
+	if cap(pkt)-len(pkt) < len(payload)+TagSize {
+		pkt = slices.Grow(pkt, len(payload)+TagSize)
 	}
 	h := pkt[hdrOff : hdrOff+s.hdrLen]
 	copy(h, k.hdr[:s.hdrLen])
@@ -201,6 +223,9 @@ func (s *Sealer) Seal(pkt []byte, hdrOff, clearLen int) ([]byte, error) {
 	c[0], c[1], c[2], c[3], c[4], c[5] = byte(ctr>>40), byte(ctr>>32), byte(ctr>>24), byte(ctr>>16), byte(ctr>>8), byte(ctr)
 	var n [nonceSize]byte
 	nonce(&n, &k.keys.ivMask, s.id, k.epoch, ctr)
+	if from {
+		return k.keys.aead.Seal(pkt, n[:], payload, pkt[:aadEnd]), nil
+	}
 	pt := pkt[aadEnd:]
 	k.keys.aead.Seal(pt[:0], n[:], pt, pkt[:aadEnd])
 	return pkt[:len(pkt)+TagSize], nil
