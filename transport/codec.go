@@ -13,6 +13,7 @@ import (
 // tests can make sealing fail).
 type packetSealer interface {
 	Seal(pkt []byte, hdrOff, clearLen int) ([]byte, error)
+	SealFrom(pkt []byte, hdrOff, clearLen int, payload []byte) ([]byte, error)
 	BumpEpoch() error
 	Epoch() uint16
 	HeaderLen() int
@@ -69,8 +70,28 @@ func (c *codec) seal(pkt []byte) ([]byte, error) {
 		binary.BigEndian.PutUint64(pkt, c.id)
 		return pkt, nil
 	}
+	return c.sealWith(pkt, 0, nil, false)
+}
+
+// sealFrom seals a packet whose transport header stays in clear
+// (authenticated: the security header's COffset covers it) and whose
+// payload is encrypted from src into the packet, without copying it in
+// first: pkt[:pre] is room for the security header, pkt[pre:] the
+// transport header (clearLen bytes, a multiple of 4). Only rendezvous DATA
+// is sealed this way (docs/protocol.md §8.2). A secure codec only.
+func (c *codec) sealFrom(pkt []byte, clearLen int, src []byte) ([]byte, error) {
+	return c.sealWith(pkt, clearLen, src, true)
+}
+
+func (c *codec) sealWith(pkt []byte, clearLen int, src []byte, from bool) ([]byte, error) {
+	seal := func() ([]byte, error) {
+		if from {
+			return c.sealer.SealFrom(pkt, 0, clearLen, src)
+		}
+		return c.sealer.Seal(pkt, 0, clearLen)
+	}
 	epoch := c.sealer.Epoch()
-	out, err := c.sealer.Seal(pkt, 0, 0)
+	out, err := seal()
 	if errors.Is(err, secure.ErrCounterExhausted) {
 		c.bumpMu.Lock()
 		if c.sealer.Epoch() == epoch {
@@ -80,7 +101,7 @@ func (c *codec) seal(pkt []byte) ([]byte, error) {
 		}
 		c.bumpMu.Unlock()
 		if err == nil {
-			out, err = c.sealer.Seal(pkt, 0, 0)
+			out, err = seal()
 		}
 	}
 	if err != nil {
@@ -103,13 +124,31 @@ func (c *codec) open(pkt []byte) (uint64, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if r.Header.Mode != secure.ModeSender || len(r.Prefix) != 0 || len(r.Clear) != 0 {
+	if r.Header.Mode != secure.ModeSender || len(r.Prefix) != 0 {
 		return 0, nil, errNotSender
 	}
-	return r.Header.ID, r.Payload, nil
+	// A clear part (rendezvous DATA's transport header) and the payload,
+	// decrypted in place, are contiguous: the transport packet.
+	return r.Header.ID, pkt[r.HeaderLen : r.HeaderLen+len(r.Clear)+len(r.Payload)], nil
 }
 
-var errNotSender = errors.New("transport: packet not sealed in sender mode without offsets")
+// peekClear reports whether pkt is sealed with a clear part after its
+// security header (rendezvous DATA whose transport header is in clear), and
+// returns, unauthenticated, the sender's ID and the clear part's bounds.
+// Such a packet is opened by the receive goroutine under ep.mu, straight
+// into the receive buffer when it can be (placeData).
+func (c *codec) peekClear(pkt []byte) (id uint64, hdrLen, clearLen int, ok bool) {
+	if c.opener == nil {
+		return 0, 0, 0, false
+	}
+	h, n, err := secure.ParseHeader(pkt)
+	if err != nil || h.COffset == 0 || h.IOffset != 0 || h.Mode != secure.ModeSender {
+		return 0, 0, 0, false
+	}
+	return h.ID, n, int(h.COffset) * 4, true
+}
+
+var errNotSender = errors.New("transport: packet not sealed in sender mode without a prefix")
 
 func (c *codec) cacheStats() secure.CacheStats {
 	if c.opener == nil {

@@ -73,7 +73,7 @@ type counters struct {
 	retransmits, duplicates, authFailures    atomic.Uint64
 	malformed, unknownPeer, stale            atomic.Uint64
 	refused, peerTimeouts, peerRestarts      atomic.Uint64
-	sealFailures                             atomic.Uint64
+	sealFailures, placed                     atomic.Uint64
 	rmaPuts, rmaGets                         atomic.Uint64
 	rmaNotFound, rmaDenied, rmaOutOfBounds   atomic.Uint64
 }
@@ -91,6 +91,7 @@ type Stats struct {
 	Refused                        uint64 // in-order packets refused because the unexpected pool was full
 	PeerTimeouts, PeerRestarts     uint64
 	SealFailures                   uint64 // packets that could not be sealed (wiped, never sent; see ErrSeal)
+	Placed                         uint64 // rendezvous DATA packets decrypted straight into the receive buffer
 	KeyCacheHits, KeyCacheMisses   uint64 // the Opener's derived-key cache
 	// One-sided accesses to this endpoint's regions: Puts placed in full
 	// and Gets sent in full, and accesses refused because the region did
@@ -273,6 +274,7 @@ func (ep *Endpoint) Stats() Stats {
 		Stale:           ep.st.stale.Load(),
 		Refused:         ep.st.refused.Load(),
 		PeerTimeouts:    ep.st.peerTimeouts.Load(),
+		Placed:          ep.st.placed.Load(),
 		PeerRestarts:    ep.st.peerRestarts.Load(),
 		SealFailures:    ep.st.sealFailures.Load(),
 		RMAPutsServed:   ep.st.rmaPuts.Load(),
@@ -342,6 +344,13 @@ func (ep *Endpoint) write(msgs []wire.Message) {
 type rxItem struct {
 	src, inc uint32
 	plain    []byte
+	// A packet with a clear transport header (rendezvous DATA), not yet
+	// opened: raw is the datagram, hdrLen and clearLen the sizes of its
+	// security header and clear part. placeData opens it; if it lands in
+	// the receive buffer, payload is where.
+	raw              []byte
+	hdrLen, clearLen int
+	payload          []byte
 }
 
 func (ep *Endpoint) rxLoop() {
@@ -364,6 +373,12 @@ func (ep *Endpoint) rxLoop() {
 			b := msgs[i].Buf
 			ep.st.pktsRecv.Add(1)
 			ep.st.bytesRecv.Add(uint64(len(b)))
+			if id, hl, cl, ok := ep.codec.peekClear(b); ok {
+				// Rendezvous DATA: opened under ep.mu, into the receive
+				// buffer if it can be (placeData).
+				items = append(items, rxItem{src: uint32(id >> 32), inc: uint32(id), raw: b, hdrLen: hl, clearLen: cl})
+				continue
+			}
 			id, plain, err := ep.codec.open(b)
 			if err != nil {
 				ep.st.authFailures.Add(1)
@@ -383,7 +398,11 @@ func (ep *Endpoint) rxLoop() {
 		kick := false
 		completed := ep.completed
 		for i := range items {
-			if ep.handle(&items[i], now) {
+			it := &items[i]
+			if it.raw != nil && !ep.placeData(it) {
+				continue
+			}
+			if ep.handle(it, now) {
 				kick = true
 			}
 		}
@@ -488,6 +507,70 @@ func (ep *Endpoint) isDone() bool {
 	}
 }
 
+// placeData opens a packet whose transport header is in clear
+// (rendezvous DATA). If the header, still unauthenticated, names a receive
+// of the sending peer, a fresh PSN and a range of the message that has not
+// arrived, the payload is decrypted straight into the receive buffer
+// (Opener.OpenTo): a forged or damaged packet can then only write, and on
+// failure clear, bytes that have not arrived, which the genuine packet
+// overwrites; delivered bytes are never touched. Otherwise the packet is
+// opened in place, as any other. It reports whether the packet opened;
+// it.plain is then the transport packet and it.payload, if placed, the
+// payload in the receive buffer. Under ep.mu.
+func (ep *Endpoint) placeData(it *rxItem) bool {
+	b := it.raw
+	if dst := ep.placeTarget(it); dst != nil {
+		if _, err := ep.codec.opener.OpenTo(dst, b, 0); err != nil {
+			ep.st.authFailures.Add(1)
+			return false
+		}
+		it.plain, it.payload = b[it.hdrLen:it.hdrLen+it.clearLen], dst
+		ep.st.placed.Add(1)
+		return true
+	}
+	id, plain, err := ep.codec.open(b)
+	if err != nil {
+		ep.st.authFailures.Add(1)
+		return false
+	}
+	it.src, it.inc, it.plain = uint32(id>>32), uint32(id), plain
+	return true
+}
+
+// placeTarget returns where a clear-header DATA packet's payload belongs
+// in a receive buffer, or nil if it must be opened in place (see
+// placeData). Nothing it reads is authenticated yet.
+func (ep *Endpoint) placeTarget(it *rxItem) []byte {
+	end := it.hdrLen + it.clearLen
+	n := len(it.raw) - end - ep.codec.post
+	if n <= 0 {
+		return nil
+	}
+	var h header
+	rest, err := h.parse(it.raw[it.hdrLen:end])
+	if err != nil || h.Type != typeData || len(rest) != 0 || h.DstRank != ep.rank || h.DstInc != ep.inc {
+		return nil
+	}
+	p := ep.peers[it.src]
+	if p == nil || !p.incKnown || p.inc != it.inc {
+		return nil
+	}
+	switch d := h.PSN - p.rcvNxt; {
+	case d == 0:
+		if p.refused {
+			return nil
+		}
+	case d >= uint32(ep.cfg.Window) || p.rx[h.PSN&p.mask].state != rxEmpty:
+		return nil // a duplicate, or beyond the window
+	}
+	r := ep.rdvRecvs[h.RecvID]
+	if r == nil || r.mp != p || h.Offset > r.accept || uint64(n) > r.accept-h.Offset ||
+		r.arrived.overlaps(h.Offset, h.Offset+uint64(n)) {
+		return nil
+	}
+	return r.buf[h.Offset : h.Offset+uint64(n)]
+}
+
 // handle processes one authenticated packet under ep.mu. It reports whether
 // the timer goroutine should run (work to send).
 func (ep *Endpoint) handle(it *rxItem, now int64) bool {
@@ -496,6 +579,17 @@ func (ep *Endpoint) handle(it *rxItem, now int64) bool {
 	if err != nil || h.DstRank != ep.rank {
 		ep.st.malformed.Add(1)
 		return false
+	}
+	if it.raw != nil {
+		// The clear part of a packet must be a rendezvous DATA header,
+		// exactly.
+		if h.Type != typeData || h.Len() != it.clearLen {
+			ep.st.malformed.Add(1)
+			return false
+		}
+		if it.payload != nil {
+			payload = it.payload // placed in the receive buffer
+		}
 	}
 	p := ep.peers[it.src]
 	if p == nil {

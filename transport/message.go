@@ -39,6 +39,13 @@ type sendOp struct {
 	dead     bool // withdrawn or failed: build nothing more
 	pooled   bool
 
+	// inSeal counts the packets of op built with their payload still in
+	// op.buf (sealed from it by a pump outside ep.mu); while it is not 0
+	// a completion is deferred: late and lateErr hold it.
+	inSeal  int
+	late    bool
+	lateErr error
+
 	// One-sided operations (rma.go).
 	kind       uint8     // opMsg, opPut, opGet, opServe
 	dataOut    bool      // Put: a packet with data was built
@@ -87,6 +94,9 @@ type recvOp struct {
 	accept uint64
 	recvID uint64
 	pooled bool
+	// arrived: the byte ranges of a rendezvous message that have arrived
+	// (DATA is placed only into ranges that have not).
+	arrived spans
 }
 
 // unexpMsg is a message that arrived before a matching receive: an eager
@@ -398,7 +408,9 @@ func (ep *Endpoint) recycleRecv(r *recvOp) {
 	if !r.pooled {
 		return
 	}
-	*r = recvOp{opBase: opBase{sig: r.sig}}
+	arrived := r.arrived
+	arrived.reset()
+	*r = recvOp{opBase: opBase{sig: r.sig}, arrived: arrived}
 	recvOpPool.Put(r)
 }
 
@@ -467,6 +479,7 @@ func (ep *Endpoint) startRdv(r *recvOp, p *peer, msgID, tag, total, seq uint64) 
 	r.state, r.mp, r.msgID, r.msgTag, r.total, r.msgSeq = rRdv, p, msgID, tag, total, seq
 	r.accept = min(total, uint64(len(r.buf)))
 	r.got = 0
+	r.arrived.reset()
 	ep.associate(&r.opBase, p)
 	ep.nextRecvID++
 	r.recvID = ep.nextRecvID
@@ -496,6 +509,19 @@ func (ep *Endpoint) finishRecv(r *recvOp, err error) {
 }
 
 func (ep *Endpoint) finishSend(op *sendOp, err error) {
+	if op.inSeal > 0 {
+		// A pump is sealing packets straight from op.buf with ep.mu
+		// released: the operation completes when it is done (sealDone),
+		// so that the caller gets its buffer back only once nothing
+		// reads it. The first outcome wins.
+		if !op.late {
+			op.late, op.lateErr = true, err
+			if err != nil {
+				op.dead = true
+			}
+		}
+		return
+	}
 	ep.completed++
 	if err != nil {
 		op.dead = true
@@ -634,12 +660,19 @@ func (ep *Endpoint) onData(p *peer, h *header, payload []byte) {
 	if r.mp != p {
 		return
 	}
-	if h.Offset > r.accept || uint64(len(payload)) > r.accept-h.Offset {
+	n := uint64(len(payload))
+	if h.Offset > r.accept || n > r.accept-h.Offset || r.arrived.overlaps(h.Offset, h.Offset+n) {
+		// Beyond what was accepted, or bytes that already arrived under
+		// another PSN (a sender never sends a byte twice but as a
+		// retransmission of the same packet, which the PSN check drops).
 		ep.st.malformed.Add(1)
 		return
 	}
-	copy(r.buf[h.Offset:], payload)
-	r.got += uint64(len(payload))
+	if n > 0 && &payload[0] != &r.buf[h.Offset] { // else placed by placeData
+		copy(r.buf[h.Offset:], payload)
+	}
+	r.arrived.add(h.Offset, h.Offset+n)
+	r.got += n
 	if r.got >= r.accept {
 		delete(ep.rdvRecvs, r.recvID)
 		ep.queueCtrl(p, ctrlItem{typ: typeFin, msgID: r.msgID})

@@ -105,6 +105,8 @@ type peer struct {
 	// The eager message being received from this peer (fragments of one
 	// message are contiguous in the peer's stream).
 	cur curMsg
+
+	sealOps []*sendOp // the pump's scratch: operations it seals from
 }
 
 type curMsg struct {
@@ -254,8 +256,17 @@ func (ep *Endpoint) pump(p *peer) {
 		off := len(msgs) - len(fresh)
 		k := off
 		var sealErr error
+		sealOps := p.sealOps[:0]
 		for i, b := range fresh {
-			sealed, err := ep.codec.seal(b.b)
+			var sealed []byte
+			var err error
+			if b.op != nil {
+				sealed, err = ep.codec.sealFrom(b.b, b.clear, b.src)
+				sealOps = append(sealOps, b.op)
+				b.src, b.op = nil, nil
+			} else {
+				sealed, err = ep.codec.seal(b.b)
+			}
 			if err != nil {
 				// codec.seal wiped the plaintext; the packet is not sent
 				// and its operation fails below.
@@ -276,6 +287,9 @@ func (ep *Endpoint) pump(p *peer) {
 		clear(fresh)
 		p.wmsgs, p.wbufs, p.fresh = msgs, bufs, fresh
 		ep.mu.Lock()
+		ep.sealDone(sealOps)
+		clear(sealOps)
+		p.sealOps = sealOps[:0]
 		if sealErr != nil {
 			ep.failPeer(p, sealErr, false)
 		}
@@ -283,6 +297,19 @@ func (ep *Endpoint) pump(p *peer) {
 	p.pumping = false
 	p.pumpAgain = false
 	ep.mu.Unlock()
+}
+
+// sealDone ends the sealing of packets from these operations' buffers
+// (one entry per packet) and completes those whose completion waited for
+// it. Under ep.mu.
+func (ep *Endpoint) sealDone(ops []*sendOp) {
+	for _, op := range ops {
+		op.inSeal--
+		if op.inSeal == 0 && op.late {
+			op.late = false
+			ep.finishSend(op, op.lateErr)
+		}
+	}
 }
 
 // buildNext builds the next reliable packet for p, or returns nil if there
@@ -357,7 +384,16 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 	ep.piggyback(p, &h)
 	b := getPbuf(ep.pktPool)
 	b.b = h.AppendTo(b.b[:ep.codec.pre])
-	b.b = append(b.b, payload...)
+	if h.Type == typeData && op.kind == opMsg && ep.codec.sealer != nil {
+		// Rendezvous DATA of a Send: the transport header goes in clear
+		// (authenticated) and the pump seals the payload straight from
+		// the caller's buffer, so that it is not copied into the packet
+		// first; op cannot complete while that is pending (inSeal).
+		b.src, b.clear, b.op = payload, len(b.b)-ep.codec.pre, op
+		op.inSeal++
+	} else {
+		b.b = append(b.b, payload...)
+	}
 	s := &p.tx[p.sndNxt&p.mask]
 	p.txSeq++
 	*s = txSlot{buf: b, op: op, sentAt: now, txSeq: p.txSeq, state: txInflight}

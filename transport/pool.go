@@ -14,6 +14,13 @@ type pbuf struct {
 	b    []byte
 	refs atomic.Int32
 	pool *sync.Pool
+	// A packet built for sealing from the sender's buffer (rendezvous
+	// DATA): b holds the room for the security header and the clear
+	// transport header (clear bytes), src the payload still in the
+	// operation's buffer, op that operation. The pump clears them.
+	src   []byte
+	clear int
+	op    *sendOp
 }
 
 func newPktPool(size int) *sync.Pool {
@@ -26,6 +33,7 @@ func newPktPool(size int) *sync.Pool {
 func getPbuf(p *sync.Pool) *pbuf {
 	b := p.Get().(*pbuf)
 	b.b = b.b[:0]
+	b.src, b.clear, b.op = nil, 0, nil
 	b.refs.Store(1)
 	return b
 }

@@ -18,6 +18,7 @@ type flakySealer struct {
 	*secure.Sealer
 	exhausted atomic.Bool
 	fatal     atomic.Bool
+	fatalFrom atomic.Bool // fail SealFrom only (rendezvous DATA)
 	bumps     atomic.Int32
 }
 
@@ -29,6 +30,16 @@ func (f *flakySealer) Seal(pkt []byte, hdrOff, clearLen int) ([]byte, error) {
 		return pkt, secure.ErrCounterExhausted
 	}
 	return f.Sealer.Seal(pkt, hdrOff, clearLen)
+}
+
+func (f *flakySealer) SealFrom(pkt []byte, hdrOff, clearLen int, payload []byte) ([]byte, error) {
+	if f.fatal.Load() || f.fatalFrom.Load() {
+		return pkt, secure.ErrEpochExhausted
+	}
+	if f.exhausted.Load() {
+		return pkt, secure.ErrCounterExhausted
+	}
+	return f.Sealer.SealFrom(pkt, hdrOff, clearLen, payload)
 }
 
 func (f *flakySealer) BumpEpoch() error {
@@ -140,6 +151,32 @@ func TestSealFailureNeverSendsPlaintext(t *testing.T) {
 	if a.Stats().SealFailures == 0 {
 		t.Fatal("seal failures not counted")
 	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for i, d := range rec.sent {
+		if bytes.Contains(d, []byte("TOP-SECRET")) {
+			t.Fatalf("datagram %d carries plaintext", i)
+		}
+	}
+}
+
+// TestSealFromFailureNeverSendsPlaintext: the same for rendezvous DATA,
+// sealed straight from the caller's buffer: RTS and CTS go through, every
+// DATA seal fails; the Send fails with ErrSeal, nothing of the buffer
+// reaches the wire, and the buffer is the caller's again (-race checks
+// that nothing reads it after Send returns).
+func TestSealFromFailureNeverSendsPlaintext(t *testing.T) {
+	a, b, fs, rec := flakyPair(t)
+	ctx := ctxT(t)
+	secret := bytes.Repeat([]byte("TOP-SECRET-GRADIENTS!"), 20000) // 420 kB: rendezvous
+	rq := b.RecvAsync(ctx, 0, 2, ^uint64(0), make([]byte, len(secret)))
+	fs.fatalFrom.Store(true)
+	err := a.Send(ctx, 1, 2, secret)
+	if !errors.Is(err, ErrSeal) || !errors.Is(err, secure.ErrEpochExhausted) {
+		t.Fatalf("Send: %v, want ErrSeal wrapping ErrEpochExhausted", err)
+	}
+	clear(secret) // the caller's again
+	rq.Cancel(nil)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for i, d := range rec.sent {

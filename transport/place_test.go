@@ -1,0 +1,155 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/sealring/sealring/secure"
+	"github.com/sealring/sealring/transport/wire"
+)
+
+// forgingWire sends, before each rendezvous DATA packet (clear transport
+// header), forgeries of it: packets with the layout and the sender's ID
+// but that do not authenticate, naming (a) the same PSN and range, (b) the
+// next PSN and the range of the packet before it (already delivered), and
+// (c) the next PSN and the next range (not yet arrived).
+type forgingWire struct {
+	wire.Wire
+	pre    int
+	mu     sync.Mutex
+	prev   map[uint64]uint64 // RecvID -> offset of the previous DATA
+	forged int
+}
+
+func (f *forgingWire) WriteBatch(msgs []wire.Message) (int, error) {
+	var out []wire.Message
+	for _, m := range msgs {
+		out = append(out, f.forge(m)...)
+		out = append(out, m)
+	}
+	n, err := f.Wire.WriteBatch(out)
+	// Report progress in the caller's messages.
+	return min(n, len(msgs)), err
+}
+
+func (f *forgingWire) forge(m wire.Message) []wire.Message {
+	sh, hl, err := secure.ParseHeader(m.Buf)
+	if err != nil || sh.COffset == 0 {
+		return nil
+	}
+	end := hl + int(sh.COffset)*4
+	var h header
+	if _, err := h.parse(m.Buf[hl:end]); err != nil || h.Type != typeData {
+		return nil
+	}
+	n := uint64(len(m.Buf) - end - secure.TagSize)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	prev, hasPrev := f.prev[h.RecvID]
+	f.prev[h.RecvID] = h.Offset
+	build := func(psn uint32, off uint64) wire.Message {
+		g := h
+		g.PSN, g.Offset = psn, off
+		b := append([]byte(nil), m.Buf[:hl]...)
+		b = g.AppendTo(b)
+		b = append(b, m.Buf[end:]...)
+		b[len(b)-1] ^= 0x80 // a different tag (the same one fails too: the header changed)
+		f.forged++
+		return wire.Message{Buf: b, Addr: m.Addr}
+	}
+	out := []wire.Message{build(h.PSN, h.Offset), build(h.PSN+1, h.Offset+n)}
+	if hasPrev {
+		out = append(out, build(h.PSN+1, prev))
+	}
+	return out
+}
+
+// TestPlacedData: rendezvous DATA is decrypted straight into the receive
+// buffer (Stats.Placed), the message arrives intact, and forged DATA
+// packets aimed at delivered or pending ranges of it, arriving before the
+// genuine ones, are counted as authentication failures and change nothing
+// that is delivered.
+func TestPlacedData(t *testing.T) {
+	for _, kind := range []string{"mem", "udp"} {
+		for _, forge := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/forged=%v", kind, forge), func(t *testing.T) {
+				var fw *forgingWire
+				c := newCluster(t, kind, 2, nil, func(rank int, w wire.Wire) wire.Wire {
+					if rank == 0 && forge {
+						fw = &forgingWire{Wire: w, prev: map[uint64]uint64{}}
+						return fw
+					}
+					return w
+				})
+				s, r := c.eps[0], c.eps[1]
+				ctx := ctxT(t)
+				for i, size := range []int{DefaultEagerLimit + 1, 1 << 20, 3<<20 + 7} {
+					msg := pattern(size, 0, uint64(i), i)
+					buf := make([]byte, size)
+					rq := r.RecvAsync(ctx, 0, uint64(i), ^uint64(0), buf)
+					if err := s.Send(ctx, 1, uint64(i), msg); err != nil {
+						t.Fatal(err)
+					}
+					st, err := rq.Wait(ctx)
+					if err != nil || st.Len != size {
+						t.Fatalf("%d bytes: Recv = %+v, %v", size, st, err)
+					}
+					if !bytes.Equal(buf, msg) {
+						t.Fatalf("%d bytes: received data differs", size)
+					}
+				}
+				rs := r.Stats()
+				if rs.Placed == 0 {
+					t.Fatal("no DATA packet was placed in the receive buffer")
+				}
+				t.Logf("placed %d, auth failures %d, malformed %d", rs.Placed, rs.AuthFailures, rs.Malformed)
+				if forge {
+					fw.mu.Lock()
+					forged := fw.forged
+					fw.mu.Unlock()
+					if kind == "mem" && rs.AuthFailures != uint64(forged) {
+						t.Fatalf("%d forged packets sent, %d authentication failures counted", forged, rs.AuthFailures)
+					}
+					if rs.AuthFailures == 0 {
+						t.Fatal("no forged packet was counted")
+					}
+				} else if rs.AuthFailures != 0 || rs.Malformed != 0 {
+					t.Fatalf("stats %+v", rs)
+				}
+			})
+		}
+	}
+}
+
+// TestPlacedDataAllocs: a rendezvous transfer placed in the receive
+// buffer allocates nothing per packet (on UDP: the mem wire allocates a
+// copy of each datagram).
+func TestPlacedDataAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	c := newCluster(t, "udp", 2, nil, nil)
+	s, r := c.eps[0], c.eps[1]
+	ctx := context.Background()
+	msg := pattern(1<<20, 0, 1, 0)
+	buf := make([]byte, len(msg))
+	run := func() {
+		rq := r.RecvAsync(ctx, 0, 1, ^uint64(0), buf)
+		if err := s.Send(ctx, 1, 1, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rq.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	allocs := testing.AllocsPerRun(20, run)
+	pkts := len(msg) / s.fragData
+	if allocs > 4 { // RecvAsync: request and channel
+		t.Fatalf("%.1f allocations per 1 MiB transfer (%d packets)", allocs, pkts)
+	}
+	t.Logf("%.1f allocations per 1 MiB transfer (%d DATA packets)", allocs, pkts)
+}
