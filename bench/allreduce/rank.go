@@ -122,6 +122,13 @@ func runRankFromEnv(ctx context.Context, o options) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if o.stats {
+		defer func() {
+			s := rt.ep.Stats()
+			fmt.Fprintf(os.Stderr, "# rank %d transport: packets sent %d received %d, retransmits %d, duplicates %d, placed %d, auth failures %d, refused %d, SRTT %v\n",
+				world.Rank, s.PacketsSent, s.PacketsReceived, s.Retransmits, s.Duplicates, s.Placed, s.AuthFailures, s.Refused, s.SRTT)
+		}()
+	}
 	out, progress := io.Discard, io.Discard
 	if world.Rank == 0 {
 		out = os.Stdout
