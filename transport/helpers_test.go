@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -78,7 +79,7 @@ func (n *netKind) listen(t testing.TB) wire.Wire {
 	if n.quic != nil {
 		return n.quic.listen(t)
 	}
-	w, err := wire.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{})
+	w, err := wire.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{MaxPayload: testMaxPayload})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,3 +201,10 @@ func sizeName(n int) string {
 }
 
 func kinds() []string { return []string{"mem", "udp", "quic"} }
+
+// testMaxPayload is the UDP wire's MaxPayload in tests (0: the default,
+// 1452); SEALRING_TEST_MAXPAYLOAD overrides it for benchmarks.
+var testMaxPayload = func() int {
+	n, _ := strconv.Atoi(os.Getenv("SEALRING_TEST_MAXPAYLOAD"))
+	return n
+}()
