@@ -73,7 +73,7 @@ type counters struct {
 	retransmits, duplicates, authFailures    atomic.Uint64
 	malformed, unknownPeer, stale            atomic.Uint64
 	refused, peerTimeouts, peerRestarts      atomic.Uint64
-	sealFailures, placed                     atomic.Uint64
+	sealFailures, placed, rtos, rtoUndos     atomic.Uint64
 	rmaPuts, rmaGets                         atomic.Uint64
 	rmaNotFound, rmaDenied, rmaOutOfBounds   atomic.Uint64
 }
@@ -83,6 +83,8 @@ type Stats struct {
 	PacketsSent, BytesSent         uint64 // datagrams (and their bytes) handed to the wire
 	PacketsReceived, BytesReceived uint64 // datagrams read from the wire
 	Retransmits                    uint64 // reliable packets sent again (same sealed bytes)
+	RTOs                           uint64 // retransmission timeouts (every packet in flight deemed lost, the window collapsed)
+	SpuriousRTOs                   uint64 // timeouts undone: the peer reported a duplicate, the packets were late, not lost
 	Duplicates                     uint64 // authenticated reliable packets dropped as already received
 	AuthFailures                   uint64 // datagrams that failed to open (forged, corrupted, wrong group or epoch)
 	Malformed                      uint64 // authenticated packets with a bad transport header or addressed elsewhere
@@ -275,6 +277,8 @@ func (ep *Endpoint) Stats() Stats {
 		Refused:         ep.st.refused.Load(),
 		PeerTimeouts:    ep.st.peerTimeouts.Load(),
 		Placed:          ep.st.placed.Load(),
+		RTOs:            ep.st.rtos.Load(),
+		SpuriousRTOs:    ep.st.rtoUndos.Load(),
 		PeerRestarts:    ep.st.peerRestarts.Load(),
 		SealFailures:    ep.st.sealFailures.Load(),
 		RMAPutsServed:   ep.st.rmaPuts.Load(),
@@ -834,6 +838,10 @@ func (ep *Endpoint) buildAck(p *peer, c *ctrlBatch) {
 		return
 	}
 	h := header{Type: typeAck, DstRank: p.rank, DstInc: p.inc, CumAck: p.rcvNxt}
+	if p.dupSeen {
+		h.Flags |= flagDup
+		p.dupSeen = false
+	}
 	if !p.refused {
 		h.Wnd = uint32(ep.cfg.Window)
 	}

@@ -58,7 +58,11 @@ const (
 	// CumAck (32) ‖ Wnd (32), an acknowledgement riding on the packet
 	// with the meaning of an ACK without SACK ranges.
 	flagPiggyAck = 1 << 1
-	flagsKnown   = flagAckNow | flagPiggyAck
+	// flagDup (ACK only): since its previous ACK the receiver got a copy
+	// of a packet it already had, so a retransmission was unneeded; a
+	// sender that timed out undoes the window collapse (spurious RTO).
+	flagDup    = 1 << 2
+	flagsKnown = flagAckNow | flagPiggyAck | flagDup
 )
 
 // piggyLen is the size of a piggybacked acknowledgement.
@@ -271,7 +275,7 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 	be := binary.BigEndian
 	h.DstRank = be.Uint32(p[4:])
 	h.DstInc = be.Uint32(p[8:])
-	if h.Flags&flagPiggyAck != 0 && !h.Type.reliable() {
+	if h.Flags&flagPiggyAck != 0 && !h.Type.reliable() || h.Flags&flagDup != 0 && h.Type != typeAck {
 		return nil, errFlags
 	}
 	if h.Type == typeAck {

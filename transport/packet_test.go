@@ -13,6 +13,7 @@ func samplePackets() []header {
 	return []header{
 		ack,
 		{Type: typeAck, DstRank: 1, CumAck: 7},
+		{Type: typeAck, Flags: flagDup, DstRank: 1, CumAck: 8, Wnd: 3},
 		{Type: typePing, DstRank: 1, DstInc: 0},
 		{Type: typeEager, Flags: flagAckNow, DstRank: 1, DstInc: 2, PSN: 5, MsgID: 77, Tag: 1 << 60, Total: 3000, Offset: 1400},
 		{Type: typeRTS, DstRank: 1, DstInc: 2, PSN: 6, MsgID: 78, Tag: 5, Total: 1 << 40},
@@ -86,6 +87,8 @@ func TestHeaderRejects(t *testing.T) {
 		"type99":       {mod(func(b []byte) { b[0] = 99 }), errType},
 		"flags":        {mod(func(b []byte) { b[1] = 0x80 }), errFlags},
 		"piggyOnAck":   {func() []byte { b := bytes.Clone(ack); b[1] = flagPiggyAck; return b }(), errFlags},
+		"dupOnPing":    {(&header{Type: typePing, Flags: flagDup, DstRank: 1}).AppendTo(nil), errFlags},
+		"dupOnData":    {mod(func(b []byte) { b[1] = flagDup }), errFlags},
 		"piggyShort":   {mod(func(b []byte) { b[1] = flagPiggyAck }), errShort},
 		"reserved":     {mod(func(b []byte) { b[3] = 1 }), errReserved},
 		"fragmentOver": {append(eager, 1, 2), errFragment},

@@ -60,33 +60,39 @@ type peer struct {
 	nOps                             int // operations that wait on this peer
 
 	// Send side.
-	mask         uint32
-	tx           []txSlot
-	sndUna       uint32 // oldest unacknowledged PSN
-	sndNxt       uint32 // next PSN to assign
-	pipe         int    // slots txInflight
-	nLost        int    // slots txLost
-	cwnd         float64
-	ssthresh     float64
-	rwnd         uint32
-	inRecovery   bool
-	recoverPSN   uint32
-	srtt, rttvar time.Duration
-	rto          time.Duration
-	hasRTT       bool
-	rtoAt        int64
-	txSeq        uint64
-	hiDelivered  uint64
-	ctrlQ        []ctrlItem
-	msgQ         opQueue             // eager messages and RTS, in send order
-	dataQ        opQueue             // rendezvous data after CTS
-	awaitCTS     map[uint64]*sendOp  // rendezvous sends, Puts and Gets waiting for the peer's answer, by MsgID
-	rmaIn        map[uint64]*rmaSink // Puts from this peer being placed here, by its MsgID
-	rmaServe     map[uint64]*sendOp  // Gets from this peer being served here, by its MsgID
-	pumping      bool
-	pumpAgain    bool
-	needPump     bool
-	pingNow      bool
+	mask   uint32
+	tx     []txSlot
+	sndUna uint32 // oldest unacknowledged PSN
+	sndNxt uint32 // next PSN to assign
+	pipe   int    // slots txInflight
+	nLost  int    // slots txLost
+	cwnd   float64
+	// A retransmission timeout's undo state: the window before the first
+	// timeout of the episode, restored if the peer reports a duplicate
+	// (the timeout was spurious: the packets were late, not lost).
+	rtoUndo                bool
+	undoCwnd, undoSsthresh float64
+	dupSeen                bool // receiver: a duplicate arrived since our last ACK
+	ssthresh               float64
+	rwnd                   uint32
+	inRecovery             bool
+	recoverPSN             uint32
+	srtt, rttvar           time.Duration
+	rto                    time.Duration
+	hasRTT                 bool
+	rtoAt                  int64
+	txSeq                  uint64
+	hiDelivered            uint64
+	ctrlQ                  []ctrlItem
+	msgQ                   opQueue             // eager messages and RTS, in send order
+	dataQ                  opQueue             // rendezvous data after CTS
+	awaitCTS               map[uint64]*sendOp  // rendezvous sends, Puts and Gets waiting for the peer's answer, by MsgID
+	rmaIn                  map[uint64]*rmaSink // Puts from this peer being placed here, by its MsgID
+	rmaServe               map[uint64]*sendOp  // Gets from this peer being served here, by its MsgID
+	pumping                bool
+	pumpAgain              bool
+	needPump               bool
+	pingNow                bool
 
 	// Pump scratch, reused (only the pumping goroutine touches it).
 	wmsgs []wire.Message
@@ -494,6 +500,9 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) bool {
 	if sample >= 0 {
 		ep.rttSample(p, sample)
 	}
+	if h.Flags&flagDup != 0 && p.rtoUndo {
+		ep.undoRTO(p)
+	}
 	// Loss detection: a packet is lost once a packet sent 3 transmissions
 	// after it was delivered (RACK-like, robust to small reordering).
 	lost := false
@@ -516,9 +525,13 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) bool {
 		}
 	}
 	if p.inRecovery && !seqLT(p.sndUna, p.recoverPSN) {
+		// The duplicate report of a spurious timeout usually comes after
+		// the late packets' ACK has ended the recovery: rtoUndo stays
+		// until it comes, a loss is detected, or the next timeout.
 		p.inRecovery = false
 	}
 	if lost && !p.inRecovery {
+		p.rtoUndo = false
 		p.ssthresh = max(p.cwnd/2, minCwnd)
 		p.cwnd = p.ssthresh
 		p.inRecovery = true
@@ -587,12 +600,37 @@ func (ep *Endpoint) computeRTO(p *peer) {
 	p.rto = min(max(p.srtt+4*p.rttvar, ep.cfg.MinRTO), ep.cfg.MaxRTO)
 }
 
+// undoRTO reverts a spurious retransmission timeout (Eifel-like, on the
+// receiver's duplicate report): the window and threshold from before the
+// timeout come back, the backoff ends, and packets deemed lost but not yet
+// sent again are in flight once more (a real loss among them is found by
+// the usual loss detection or the next timeout, which stays armed).
+func (ep *Endpoint) undoRTO(p *peer) {
+	p.rtoUndo = false
+	p.cwnd = max(p.cwnd, p.undoCwnd)
+	p.ssthresh = max(p.ssthresh, p.undoSsthresh)
+	p.inRecovery = false
+	for psn := p.sndUna; psn != p.sndNxt && p.nLost > 0; psn++ {
+		if s := &p.tx[psn&p.mask]; s.state == txLost {
+			s.state = txInflight
+			p.nLost--
+			p.pipe++
+		}
+	}
+	ep.computeRTO(p)
+	ep.st.rtoUndos.Add(1)
+}
+
 // onRTO handles an expired retransmission timer: every outstanding packet
 // is deemed lost, the window collapses and the timer backs off.
 func (ep *Endpoint) onRTO(p *peer, now int64) {
 	if p.pipe+p.nLost == 0 {
 		p.rtoAt = 0
 		return
+	}
+	ep.st.rtos.Add(1)
+	if !p.rtoUndo {
+		p.rtoUndo, p.undoCwnd, p.undoSsthresh = true, p.cwnd, p.ssthresh
 	}
 	for psn := p.sndUna; psn != p.sndNxt; psn++ {
 		s := &p.tx[psn&p.mask]
@@ -621,6 +659,7 @@ func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now in
 	case int32(d) < 0:
 		ep.st.duplicates.Add(1)
 		p.ackNow = true // our ACK may have been lost
+		p.dupSeen = true
 		return
 	case d >= uint32(ep.cfg.Window):
 		p.ackNow = true // beyond the window: the sender will retransmit
@@ -630,6 +669,7 @@ func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now in
 		if s.state != rxEmpty {
 			ep.st.duplicates.Add(1)
 			p.ackNow = true
+			p.dupSeen = true
 			return
 		}
 		if h.Type == typeData {
