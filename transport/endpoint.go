@@ -511,6 +511,26 @@ func (ep *Endpoint) isDone() bool {
 	}
 }
 
+// heard records evidence that p was alive at time t (nanotime): a reliable
+// packet not seen before, an ACK that acknowledges something new, or the
+// echo of our last PING. Nothing a replayed old packet carries counts:
+// a duplicate, a stale ACK, a PING (which shows only that the peer's
+// packets arrive, not that ours reach it: a peer that timed this endpoint
+// out because its packets are lost one way keeps pinging, and were that
+// liveness, operations waiting on it would wait forever), an echo of an
+// earlier PING. An on-path attacker replaying packets therefore cannot
+// keep a dead peer alive. A peer that was down is up again: a new
+// PeerTimeout for what is queued to it (the CANCELs and NAKs of the
+// failed operations) to get through. Under ep.mu.
+func (ep *Endpoint) heard(p *peer, t int64) {
+	p.lastHeard = max(p.lastHeard, t)
+	if p.down {
+		p.down = false
+		p.needPump = true
+		p.lastHeard = max(p.lastHeard, ep.nanotime())
+	}
+}
+
 // placeData opens a packet whose transport header is in clear
 // (rendezvous DATA). If the header, still unauthenticated, names a receive
 // of the sending peer, a fresh PSN and a range of the message that has not
@@ -617,13 +637,6 @@ func (ep *Endpoint) handle(it *rxItem, now int64) bool {
 		p.needPump = true
 		kick = true
 	}
-	if p.down {
-		// Heard from again: a new PeerTimeout for what is queued to it
-		// (the CANCELs and NAKs of the failed operations) to get through.
-		p.down = false
-		p.needPump = true
-		p.lastHeard = now
-	}
 	if h.Type == typePing {
 		// A PING does not otherwise count as hearing from the peer: it
 		// proves only that the peer's packets reach this endpoint, not
@@ -634,9 +647,9 @@ func (ep *Endpoint) handle(it *rxItem, now int64) bool {
 		// peer's answers to this endpoint's packets and PINGs (ACKs) and
 		// its reliable packets count.
 		p.ackNow = true // the answer: an ACK tells our incarnation and state
+		p.echo, p.echoNow = h.Echo, true
 		return kick
 	}
-	p.lastHeard = now
 	if h.DstInc != ep.inc {
 		// Addressed to an earlier life of this rank: drop, and tell the
 		// peer who we are now.
@@ -648,20 +661,28 @@ func (ep *Endpoint) handle(it *rxItem, now int64) bool {
 		return kick
 	}
 	if h.Type == typeAck {
-		if ep.onAck(p, &h, now) {
-			kick = true
+		k, fresh := ep.onAck(p, &h, now)
+		if fresh {
+			ep.heard(p, now)
 		}
-		return kick
+		if e := h.Echo; h.Flags&flagEcho != 0 && e != 0 && e <= p.pingSeq && p.pingSeq-e < uint64(len(p.pingAt)) {
+			// The answer to one of our last PINGs: alive after it left.
+			ep.heard(p, p.pingAt[e%uint64(len(p.pingAt))])
+		}
+		return kick || k || p.needPump
 	}
+	freshAck := false
 	if h.Flags&flagPiggyAck != 0 {
 		// The acknowledgement riding on the packet: an ACK without SACK
 		// ranges (h.NSACK is 0 for reliable types). A retransmission
 		// carries an old CumAck, which onAck ignores as stale.
-		if ep.onAck(p, &h, now) {
-			kick = true
-		}
+		var k bool
+		k, freshAck = ep.onAck(p, &h, now)
+		kick = kick || k
 	}
-	ep.onReliable(p, &h, it.plain, payload, now)
+	if fresh := ep.onReliable(p, &h, it.plain, payload, now); fresh || freshAck {
+		ep.heard(p, now)
+	}
 	return kick || p.needPump
 }
 
@@ -823,7 +844,9 @@ func (ep *Endpoint) buildAck(p *peer, c *ctrlBatch) {
 	if p.pingNow {
 		p.pingNow = false
 		p.lastPing = ep.nanotime()
-		h := header{Type: typePing, DstRank: p.rank, DstInc: p.inc}
+		p.pingSeq++
+		p.pingAt[p.pingSeq%uint64(len(p.pingAt))] = p.lastPing
+		h := header{Type: typePing, DstRank: p.rank, DstInc: p.inc, Echo: p.pingSeq}
 		b := getPbuf(ep.pktPool)
 		b.b = h.AppendTo(b.b[:ep.codec.pre])
 		c.add(b, p.addr)
@@ -840,7 +863,13 @@ func (ep *Endpoint) buildAck(p *peer, c *ctrlBatch) {
 	h := header{Type: typeAck, DstRank: p.rank, DstInc: p.inc, CumAck: p.rcvNxt}
 	if p.dupSeen {
 		h.Flags |= flagDup
+		h.DupPSN = p.dupPSN
 		p.dupSeen = false
+	}
+	if p.echoNow {
+		h.Flags |= flagEcho
+		h.Echo = p.echo
+		p.echoNow = false
 	}
 	if !p.refused {
 		h.Wnd = uint32(ep.cfg.Window)

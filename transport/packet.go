@@ -59,10 +59,16 @@ const (
 	// with the meaning of an ACK without SACK ranges.
 	flagPiggyAck = 1 << 1
 	// flagDup (ACK only): since its previous ACK the receiver got a copy
-	// of a packet it already had, so a retransmission was unneeded; a
-	// sender that timed out undoes the window collapse (spurious RTO).
-	flagDup    = 1 << 2
-	flagsKnown = flagAckNow | flagPiggyAck | flagDup
+	// of a packet it already had; DupPSN (32) ‖ 0 (32) follow the fixed
+	// part: the lowest such PSN. A sender whose timeout retransmitted
+	// that packet once learns that its original was not lost and undoes
+	// the window collapse (spurious RTO).
+	flagDup = 1 << 2
+	// flagEcho (ACK only): the fixed part is followed by Echo (64), the
+	// Nonce of the PING this ACK answers, so that the pinging side can
+	// tell a live answer from a replayed old ACK.
+	flagEcho   = 1 << 3
+	flagsKnown = flagAckNow | flagPiggyAck | flagDup | flagEcho
 )
 
 // piggyLen is the size of a piggybacked acknowledgement.
@@ -80,11 +86,13 @@ const (
 	putHdrLen   = reliableLen + 5*8           // msgID, region, secret, offset, length
 	getLen      = reliableLen + 6*8           // msgID, recvID, region, secret, offset, length
 	nakLen      = reliableLen + 8 + 4         // msgID, code
-	pingLen     = commonLen
-	ackFixedLen = commonLen + 4 + 4 + 4 // cum, wnd, n + pad
+	pingLen     = commonLen + 8               // nonce
+	ackFixedLen = commonLen + 4 + 4 + 4       // cum, wnd, n + pad
+	echoLen     = 8                           // ACK with flagEcho
+	dupLen      = 8                           // ACK with flagDup
 	// maxSACK is the most SACK ranges one ACK carries.
 	maxSACK   = 16
-	ackMaxLen = ackFixedLen + maxSACK*8
+	ackMaxLen = ackFixedLen + dupLen + echoLen + maxSACK*8
 	// maxHdrLen is the longest transport header (payload excluded).
 	maxHdrLen = ackMaxLen
 )
@@ -149,6 +157,8 @@ type header struct {
 	Code   uint32 // NAK: why (nak* constants)
 
 	// ACK
+	Echo   uint64 // PING: the prober's nonce; ACK with flagEcho: the nonce answered
+	DupPSN uint32 // ACK with flagDup: the lowest PSN received twice since the last ACK
 	CumAck uint32 // next PSN expected in order
 	Wnd    uint32 // packets accepted beyond CumAck (0: stop sending new data)
 	NSACK  uint8
@@ -167,7 +177,14 @@ func (h *header) Len() int {
 func (h *header) baseLen() int {
 	switch h.Type {
 	case typeAck:
-		return ackFixedLen + int(h.NSACK)*8
+		n := ackFixedLen + int(h.NSACK)*8
+		if h.Flags&flagDup != 0 {
+			n += dupLen
+		}
+		if h.Flags&flagEcho != 0 {
+			n += echoLen
+		}
+		return n
 	case typePing:
 		return pingLen
 	case typeEager:
@@ -206,10 +223,19 @@ func (h *header) AppendTo(b []byte) []byte {
 		}
 	}
 	switch h.Type {
+	case typePing:
+		b = be.AppendUint64(b, h.Echo)
 	case typeAck:
 		b = be.AppendUint32(b, h.CumAck)
 		b = be.AppendUint32(b, h.Wnd)
 		b = append(b, h.NSACK, 0, 0, 0)
+		if h.Flags&flagDup != 0 {
+			b = be.AppendUint32(b, h.DupPSN)
+			b = append(b, 0, 0, 0, 0)
+		}
+		if h.Flags&flagEcho != 0 {
+			b = be.AppendUint64(b, h.Echo)
+		}
 		for i := range int(h.NSACK) {
 			b = be.AppendUint32(b, h.SACK[i].Start)
 			b = be.AppendUint32(b, h.SACK[i].End)
@@ -275,7 +301,7 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 	be := binary.BigEndian
 	h.DstRank = be.Uint32(p[4:])
 	h.DstInc = be.Uint32(p[8:])
-	if h.Flags&flagPiggyAck != 0 && !h.Type.reliable() || h.Flags&flagDup != 0 && h.Type != typeAck {
+	if h.Flags&flagPiggyAck != 0 && !h.Type.reliable() || h.Flags&(flagDup|flagEcho) != 0 && h.Type != typeAck {
 		return nil, errFlags
 	}
 	if h.Type == typeAck {
@@ -291,11 +317,28 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 		if n > maxSACK {
 			return nil, errSACKCount
 		}
-		if len(p) != ackFixedLen+8*n {
+		q := p[ackFixedLen:]
+		if h.Flags&flagDup != 0 {
+			if len(q) < dupLen {
+				return nil, errShort
+			}
+			h.DupPSN = be.Uint32(q)
+			if be.Uint32(q[4:]) != 0 {
+				return nil, errReserved
+			}
+			q = q[dupLen:]
+		}
+		if h.Flags&flagEcho != 0 {
+			if len(q) < echoLen {
+				return nil, errShort
+			}
+			h.Echo = be.Uint64(q)
+			q = q[echoLen:]
+		}
+		if len(q) != 8*n {
 			return nil, errLength
 		}
 		h.NSACK = uint8(n)
-		q := p[ackFixedLen:]
 		for i := range n {
 			r := sackRange{be.Uint32(q[8*i:]), be.Uint32(q[8*i+4:])}
 			if int32(r.End-r.Start) <= 0 {
@@ -321,6 +364,7 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 	}
 	switch h.Type {
 	case typePing:
+		h.Echo = be.Uint64(p[commonLen:])
 	case typeEager:
 		h.MsgID = be.Uint64(q)
 		h.Tag = be.Uint64(q[8:])

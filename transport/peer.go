@@ -56,8 +56,17 @@ type peer struct {
 	removed  bool
 
 	lastHeard, lastPing, activeSince int64
-	probeIv                          int64
-	nOps                             int // operations that wait on this peer
+	// pingSeq is the nonce of the last PING sent to the peer and pingAt
+	// the send times of the last len(pingAt) PINGs (by nonce): an ACK that
+	// echoes one of them shows the peer alive after that PING left (an
+	// answer may come after the next PING left, on a slow path). echo is
+	// the nonce of the peer's last PING, answered (echoNow) by the next
+	// ACK.
+	pingSeq, echo uint64
+	pingAt        [4]int64
+	echoNow       bool
+	probeIv       int64
+	nOps          int // operations that wait on this peer
 
 	// Send side.
 	mask   uint32
@@ -71,8 +80,12 @@ type peer struct {
 	// timeout of the episode, restored if the peer reports a duplicate
 	// (the timeout was spurious: the packets were late, not lost).
 	rtoUndo                bool
+	rtoEpisode             bool   // in recovery after a timeout
+	rtoPSN                 uint32 // the oldest packet outstanding at the timeout (resent first)
+	rtoResent              int    // times rtoPSN was resent since the timeout
 	undoCwnd, undoSsthresh float64
-	dupSeen                bool // receiver: a duplicate arrived since our last ACK
+	dupSeen                bool   // receiver: a duplicate arrived since our last ACK
+	dupPSN                 uint32 // the lowest such PSN
 	ssthresh               float64
 	rwnd                   uint32
 	inRecovery             bool
@@ -227,6 +240,9 @@ func (ep *Endpoint) pump(p *peer) {
 					p.nLost--
 					p.pipe++
 					s.retx++
+					if p.rtoUndo && psn == p.rtoPSN {
+						p.rtoResent++
+					}
 					p.txSeq++
 					s.txSeq = p.txSeq
 					s.sentAt = now
@@ -439,7 +455,7 @@ func (ep *Endpoint) piggyback(p *peer, h *header) {
 	}
 	h.Flags |= flagPiggyAck
 	h.CumAck, h.Wnd = p.rcvNxt, uint32(ep.cfg.Window)
-	if !seqLT(p.rcvNxt, p.rxMax) {
+	if !seqLT(p.rcvNxt, p.rxMax) && !p.echoNow { // a PING's answer goes standalone, with its echo
 		p.ackNow, p.ackPending, p.ackDue = false, 0, 0
 	}
 }
@@ -452,10 +468,10 @@ func (ep *Endpoint) queueCtrl(p *peer, c ctrlItem) {
 
 // onAck processes an ACK from p under ep.mu; it reports whether the pump
 // should run.
-func (ep *Endpoint) onAck(p *peer, h *header, now int64) bool {
+func (ep *Endpoint) onAck(p *peer, h *header, now int64) (kick, fresh bool) {
 	// A cumulative ACK outside [sndUna, sndNxt] is stale or bogus.
 	if int32(h.CumAck-p.sndUna) < 0 || int32(p.sndNxt-h.CumAck) < 0 {
-		return false
+		return false, false
 	}
 	oldRwnd := p.rwnd
 	p.rwnd = h.Wnd
@@ -500,7 +516,10 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) bool {
 	if sample >= 0 {
 		ep.rttSample(p, sample)
 	}
-	if h.Flags&flagDup != 0 && p.rtoUndo {
+	if h.Flags&flagDup != 0 && p.rtoUndo && h.DupPSN == p.rtoPSN && p.rtoResent == 1 {
+		// The packet the timeout resent first, and only once, arrived
+		// twice: its original was late, not lost. (Resent more often,
+		// the copies could be two retransmissions.)
 		ep.undoRTO(p)
 	}
 	// Loss detection: a packet is lost once a packet sent 3 transmissions
@@ -529,6 +548,7 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) bool {
 		// the late packets' ACK has ended the recovery: rtoUndo stays
 		// until it comes, a loss is detected, or the next timeout.
 		p.inRecovery = false
+		p.rtoEpisode = false
 	}
 	if lost && !p.inRecovery {
 		p.rtoUndo = false
@@ -557,7 +577,9 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) bool {
 	if acked > 0 || lost || (oldRwnd == 0 && p.rwnd > 0) {
 		p.needPump = true
 	}
-	return p.needPump
+	// Only an ACK that acknowledges something new shows the peer alive
+	// now: a replayed old ACK acknowledges nothing new.
+	return p.needPump, progress || acked > 0
 }
 
 // ackSlot releases an acknowledged packet and credits its operation.
@@ -606,7 +628,7 @@ func (ep *Endpoint) computeRTO(p *peer) {
 // sent again are in flight once more (a real loss among them is found by
 // the usual loss detection or the next timeout, which stays armed).
 func (ep *Endpoint) undoRTO(p *peer) {
-	p.rtoUndo = false
+	p.rtoUndo, p.rtoEpisode = false, false
 	p.cwnd = max(p.cwnd, p.undoCwnd)
 	p.ssthresh = max(p.ssthresh, p.undoSsthresh)
 	p.inRecovery = false
@@ -629,8 +651,14 @@ func (ep *Endpoint) onRTO(p *peer, now int64) {
 		return
 	}
 	ep.st.rtos.Add(1)
-	if !p.rtoUndo {
+	if p.rtoEpisode {
+		// A second timeout before the first's recovery ended: a
+		// retransmission was lost too, so the first timeout was real (a
+		// duplicate now could be of either transmission): no undo.
+		p.rtoUndo = false
+	} else {
 		p.rtoUndo, p.undoCwnd, p.undoSsthresh = true, p.cwnd, p.ssthresh
+		p.rtoEpisode, p.rtoPSN, p.rtoResent = true, p.sndUna, 0
 	}
 	for psn := p.sndUna; psn != p.sndNxt; psn++ {
 		s := &p.tx[psn&p.mask]
@@ -653,24 +681,24 @@ func (ep *Endpoint) onRTO(p *peer, now int64) {
 
 // onReliable processes a reliable packet from p under ep.mu. plain is the
 // whole transport packet (header and payload), valid only during the call.
-func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now int64) {
+func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now int64) (fresh bool) {
 	d := h.PSN - p.rcvNxt
 	switch {
 	case int32(d) < 0:
 		ep.st.duplicates.Add(1)
 		p.ackNow = true // our ACK may have been lost
-		p.dupSeen = true
-		return
+		p.noteDup(h.PSN)
+		return false
 	case d >= uint32(ep.cfg.Window):
 		p.ackNow = true // beyond the window: the sender will retransmit
-		return
+		return false
 	case d > 0:
 		s := &p.rx[h.PSN&p.mask]
 		if s.state != rxEmpty {
 			ep.st.duplicates.Add(1)
 			p.ackNow = true
-			p.dupSeen = true
-			return
+			p.noteDup(h.PSN)
+			return false
 		}
 		if h.Type == typeData {
 			// Rendezvous data lands in place whatever its order.
@@ -685,14 +713,14 @@ func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now in
 			p.rxMax = h.PSN + 1
 		}
 		p.ackNow = true // out of order: tell the sender at once
-		return
+		return true
 	}
 	if p.refused {
 		// The slot at rcvNxt is already held (refused earlier): this is a
 		// retransmission of it.
 		ep.st.duplicates.Add(1)
 		p.ackNow = true
-		return
+		return false
 	}
 	if !ep.deliver(p, h, payload) {
 		b := getPbuf(ep.pktPool)
@@ -703,7 +731,7 @@ func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now in
 			p.rxMax = h.PSN + 1
 		}
 		ep.refuse(p)
-		return
+		return true
 	}
 	p.rcvNxt++
 	p.ackPending++
@@ -717,6 +745,16 @@ func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now in
 	if ep.drain(p) > 0 {
 		p.ackNow = true
 	}
+	return true
+}
+
+// noteDup records a duplicate reliable packet for the next ACK's DUP
+// report (the lowest PSN since the last ACK).
+func (p *peer) noteDup(psn uint32) {
+	if !p.dupSeen || seqLT(psn, p.dupPSN) {
+		p.dupPSN = psn
+	}
+	p.dupSeen = true
 }
 
 func (ep *Endpoint) refuse(p *peer) {
