@@ -588,7 +588,18 @@ func (ep *Endpoint) placeTarget(it *rxItem) []byte {
 		return nil // a duplicate, or beyond the window
 	}
 	r := ep.rdvRecvs[h.RecvID]
-	if r == nil || r.mp != p || h.Offset > r.accept || uint64(n) > r.accept-h.Offset ||
+	if r == nil {
+		// A Get's answer lands in the initiator's buffer the same way;
+		// a Put's DATA is never placed before it authenticates (a
+		// registered region is memory the application may be using).
+		s := ep.sinks[h.RecvID]
+		if s == nil || s.region != nil || s.p != p || h.Offset > uint64(len(s.buf)) || uint64(n) > uint64(len(s.buf))-h.Offset ||
+			s.arrived.overlaps(h.Offset, h.Offset+uint64(n)) {
+			return nil
+		}
+		return s.buf[h.Offset : h.Offset+uint64(n)]
+	}
+	if r.mp != p || h.Offset > r.accept || uint64(n) > r.accept-h.Offset ||
 		r.arrived.overlaps(h.Offset, h.Offset+uint64(n)) {
 		return nil
 	}

@@ -286,6 +286,8 @@ func (ep *Endpoint) pump(p *peer) {
 				sealed, err = ep.codec.sealFrom(b.b, b.clear, b.src)
 				sealOps = append(sealOps, b.op)
 				b.src, b.op = nil, nil
+			} else if b.clear > 0 {
+				sealed, err = ep.codec.sealClear(b.b, b.clear)
 			} else {
 				sealed, err = ep.codec.seal(b.b)
 			}
@@ -414,6 +416,12 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 		b.src, b.clear, b.op = payload, len(b.b)-ep.codec.pre, op
 		op.inSeal++
 	} else {
+		if h.Type == typeData && op.kind == opServe && ep.codec.sealer != nil {
+			// A served Get's DATA: copied from the region here (under
+			// the lock: Deregister may follow), with the header in clear
+			// so that the initiator can place it in its buffer.
+			b.clear = len(b.b) - ep.codec.pre
+		}
 		b.b = append(b.b, payload...)
 	}
 	s := &p.tx[p.sndNxt&p.mask]

@@ -427,6 +427,9 @@ type rmaSink struct {
 	got    uint64  // bytes placed
 	region *Region // PUT target: the region written (nil: a GET's initiator)
 	op     *sendOp // GET initiator: the operation
+	// arrived: the ranges of buf written (a GET's DATA is placed only
+	// into ranges that have not arrived, as a Recv's: spans).
+	arrived spans
 }
 
 // buildRMA fills h with op's PUT or GET request and returns its inline
@@ -535,12 +538,16 @@ func (ep *Endpoint) onSinkData(p *peer, s *rmaSink, h *header, payload []byte) {
 	if s.p != p {
 		return
 	}
-	if n := uint64(len(s.buf)); h.Offset > n || uint64(len(payload)) > n-h.Offset {
+	n := uint64(len(payload))
+	if size := uint64(len(s.buf)); h.Offset > size || n > size-h.Offset || s.arrived.overlaps(h.Offset, h.Offset+n) {
 		ep.st.malformed.Add(1)
 		return
 	}
-	copy(s.buf[h.Offset:], payload)
-	s.got += uint64(len(payload))
+	if n > 0 && &payload[0] != &s.buf[h.Offset] { // else placed by placeData
+		copy(s.buf[h.Offset:], payload)
+	}
+	s.arrived.add(h.Offset, h.Offset+n)
+	s.got += n
 	if s.got < uint64(len(s.buf)) {
 		return
 	}
