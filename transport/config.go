@@ -11,7 +11,7 @@ import (
 // Defaults for the zero values of Config.
 const (
 	DefaultCacheCapacity   = 4096
-	DefaultEagerLimit      = 64 << 10
+	DefaultEagerLimit      = 128 << 10
 	DefaultUnexpectedBytes = 64 << 20
 	DefaultWindow          = 1024
 	DefaultPeerTimeout     = 10 * time.Second
@@ -59,7 +59,10 @@ type Config struct {
 
 	// EagerLimit is the largest message sent eagerly; larger ones use the
 	// RTS/CTS rendezvous and land straight in the posted buffer.
-	// 0 means DefaultEagerLimit (64 KiB); at most MaxEagerLimit.
+	// 0 means DefaultEagerLimit (128 KiB: measured, a rendezvous
+	// handshake between processes costs more than copying that much,
+	// while the collectives' 256 KiB pipeline segments stay zero-copy;
+	// docs/performance.md §7); at most MaxEagerLimit.
 	EagerLimit int
 	// UnexpectedBytes bounds the eager data buffered for messages that
 	// arrived before a matching Recv, summed over all peers. When it is

@@ -298,14 +298,14 @@ func TestCancelSend(t *testing.T) {
 	ctx := ctxT(t)
 	// A rendezvous send nobody receives: it times out and is withdrawn.
 	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
-	err := a.Send(short, 1, 5, pattern(200000, 0, 5, 0))
+	err := a.Send(short, 1, 5, pattern(DefaultEagerLimit+1000, 0, 5, 0))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
 	}
 	// The next message on the tag is the first one a receive sees.
 	go a.Send(ctx, 1, 5, pattern(1000, 0, 5, 1))
-	buf := make([]byte, 300000)
+	buf := make([]byte, DefaultEagerLimit+2000)
 	st, err := b.Recv(ctx, 0, 5, ^uint64(0), buf)
 	if err != nil || st.Len != 1000 {
 		t.Fatalf("%v %+v", err, st)

@@ -61,6 +61,7 @@ type options struct {
 	busyPoll  time.Duration
 	depth     int
 	window    int
+	eager     int
 }
 
 func main() {
@@ -101,6 +102,7 @@ func run(args []string) error {
 	var busyS string
 	fs.StringVar(&busyS, "busypoll", "auto", "UDP wire BusyPoll: poll an idle socket this long before sleeping, e.g. 50us; 0: off; auto: "+defaultBusyPoll.String()+" when every local rank has a core of its own, else off")
 	fs.IntVar(&o.window, "window", 0, "transport Config.Window: unacknowledged packets per peer (0: the default)")
+	fs.IntVar(&o.eager, "eager", 0, "transport Config.EagerLimit in bytes: larger messages use the RTS/CTS rendezvous (0: the default, 128 KiB)")
 	fs.IntVar(&o.maxPay, "maxpayload", 0, "UDP datagram payload in bytes (0: 8192 when -addr is a loopback address, else the wire default 1452; every rank must agree)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -125,8 +127,8 @@ func run(args []string) error {
 	if o.busyPoll, err = parseBusyPoll(busyS, o.np); err != nil {
 		return fmt.Errorf("-busypoll: %w", err)
 	}
-	if o.depth < 0 || o.window < 0 {
-		return fmt.Errorf("-depth and -window must not be negative")
+	if o.depth < 0 || o.window < 0 || o.eager < 0 {
+		return fmt.Errorf("-depth, -window and -eager must not be negative")
 	}
 	if o.maxPay < 0 || o.maxPay > wire.MaxUDPPayload {
 		return fmt.Errorf("-maxpayload outside [0, %d]", wire.MaxUDPPayload)

@@ -51,6 +51,7 @@ func startRank(o options, world *rendezvous.World, w wire.Wire) (*rankRT, error)
 		CacheCapacity:   o.cacheSize,
 		LocalCompletion: o.localComp,
 		Window:          o.window,
+		EagerLimit:      o.eager,
 	})
 	if err != nil {
 		w.Close()
