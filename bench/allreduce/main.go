@@ -56,6 +56,7 @@ type options struct {
 	maxPay    int
 	localComp bool
 	cpuProf   string
+	tracePath string
 	stats     bool
 	segment   int64
 	busyPoll  time.Duration
@@ -94,6 +95,7 @@ func run(args []string) error {
 	fs.StringVar(&newSecret, "new-secret", "", "write a new job secret to this file (mode 0600) and exit")
 	fs.BoolVar(&o.quiet, "q", false, "no progress line on stderr")
 	fs.BoolVar(&o.stats, "stats", false, "print each rank's transport counters (packets, retransmits, RTT, ...) on stderr at the end")
+	fs.StringVar(&o.tracePath, "trace", "", "write each rank's execution trace (runtime/trace) to this file with the rank appended (.0, .1, ...)")
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write each rank's CPU profile to this file with the rank appended (.0, .1, ...)")
 	fs.BoolVar(&o.localComp, "local-completion", true, "transport Config.LocalCompletion: eager sends complete once copied for retransmission (MPI's buffered eager send), not on the peer's ACK")
 	var segS string

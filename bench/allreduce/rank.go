@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"time"
 
@@ -122,6 +123,17 @@ func runRankFromEnv(ctx context.Context, o options) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if o.tracePath != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", o.tracePath, world.Rank))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	if o.stats {
 		defer func() {
