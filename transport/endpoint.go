@@ -519,16 +519,21 @@ func (ep *Endpoint) isDone() bool {
 // out because its packets are lost one way keeps pinging, and were that
 // liveness, operations waiting on it would wait forever), an echo of an
 // earlier PING. An on-path attacker replaying packets therefore cannot
-// keep a dead peer alive. A peer that was down is up again: a new
-// PeerTimeout for what is queued to it (the CANCELs and NAKs of the
-// failed operations) to get through. Under ep.mu.
+// keep a dead peer alive. A peer that was down is up again on evidence
+// from after it went down: a new PeerTimeout for what is queued to it (the
+// CANCELs and NAKs of the failed operations) to get through. Under ep.mu.
 func (ep *Endpoint) heard(p *peer, t int64) {
-	p.lastHeard = max(p.lastHeard, t)
 	if p.down {
+		if t <= p.downAt {
+			// Evidence from before the peer went down (the echo of an
+			// earlier PING, held back or replayed): it does not show the
+			// peer alive now.
+			return
+		}
 		p.down = false
 		p.needPump = true
-		p.lastHeard = max(p.lastHeard, ep.nanotime())
 	}
+	p.lastHeard = max(p.lastHeard, t)
 }
 
 // placeData opens a packet whose transport header is in clear
@@ -777,7 +782,7 @@ func (ep *Endpoint) tick(p *peer, now int64) int64 {
 		if now-base >= int64(ep.cfg.PeerTimeout) {
 			ep.st.peerTimeouts.Add(1)
 			ep.failPeer(p, errPeerTimeout, false)
-			p.down = true
+			p.down, p.downAt = true, now
 			p.pingNow = true
 			p.lastPing = now
 			next = min(next, now+ka)

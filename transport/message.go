@@ -440,15 +440,7 @@ func (ep *Endpoint) post(r *recvOp) *peer {
 			ep.finishRecvOK(r)
 		default:
 			// Still arriving: the receive takes over as the target.
-			ep.matchEager(r, u.p, u.msgID, u.tag, u.total, u.seq)
-			c := &u.p.cur
-			c.unexp, c.recv = nil, r
-			if uint64(len(r.buf)) < u.total {
-				c.shadow = u.data // truncating: keep the message whole
-			} else {
-				copy(r.buf, u.data.b[:u.got])
-				putUbuf(u.data)
-			}
+			ep.takeOver(r, u)
 		}
 		freeUnexp(u)
 		return pumpPeer
@@ -574,8 +566,13 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 			ep.nextSeq++
 			ep.matchEager(r, p, h.MsgID, h.Tag, h.Total, ep.nextSeq)
 			*c = curMsg{active: true, msgID: h.MsgID, tag: h.Tag, total: h.Total, seq: ep.nextSeq, recv: r}
-			if uint64(len(r.buf)) < h.Total {
-				c.shadow = getUbuf(int(h.Total))
+			if uint64(len(r.buf)) < h.Total && ep.admit(int(h.Total)) {
+				// Truncating: a whole copy, charged to the unexpected
+				// pool, so that a failed or cancelled receive gives the
+				// message back intact (without room, the bytes beyond
+				// the buffer are dropped and such a receive consumes it).
+				c.shadow, c.shadowCharge = getUbuf(int(h.Total)), int(h.Total)
+				ep.unexpUsed += c.shadowCharge
 			}
 		}
 	} else if !c.active || c.msgID != h.MsgID || c.got != h.Offset || c.total != h.Total {
@@ -586,7 +583,9 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 	case c.shadow != nil:
 		copy(c.shadow.b[c.got:], payload)
 	case c.recv != nil:
-		copy(c.recv.buf[c.got:], payload)
+		if b := c.recv.buf; c.got < uint64(len(b)) {
+			copy(b[c.got:], payload)
+		}
 	case c.unexp != nil:
 		copy(c.unexp.data.b[c.got:], payload)
 		c.unexp.got = c.got + uint64(len(payload))
@@ -602,7 +601,7 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 		if c.unexp != nil {
 			c.unexp.complete = true
 		}
-		p.clearCur()
+		ep.clearCur(p)
 	}
 	return true
 }
@@ -611,7 +610,7 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 // back to the posted queue, or its unexpected buffer is dropped.
 func (ep *Endpoint) abortCur(p *peer) {
 	c := p.cur
-	p.clearCur()
+	ep.clearCur(p)
 	if c.recv != nil {
 		ep.repost(c.recv)
 	}
@@ -817,30 +816,108 @@ func (ep *Endpoint) cancelRecv(r *recvOp, err error) *peer {
 	case rPosted:
 		ep.posted.remove(r)
 	case rEager:
-		// Give the partly received message back to the unexpected pool,
-		// in its place, so that a later receive gets it whole.
-		p := r.mp
-		c := &p.cur
-		data := c.shadow
-		if data == nil {
-			data = getUbuf(int(r.total))
-			copy(data.b, r.buf[:c.got])
+		u := ep.returnEager(r)
+		ep.finishRecv(r, err)
+		if u != nil {
+			return ep.rematch(u)
 		}
-		u := newUnexp(unexpMsg{p: p, src: p.rank, tag: r.msgTag, msgID: r.msgID, total: r.total,
-			got: c.got, seq: r.msgSeq, charge: int(r.total) + unexpOverhead, data: data})
-		ep.unexpUsed += u.charge
-		ep.unexp.insert(u)
-		c.recv, c.unexp, c.shadow = nil, u, nil
+		return nil
 	case rRdv:
 		p := r.mp
 		delete(ep.rdvRecvs, r.recvID)
 		ep.queueCtrl(p, ctrlItem{typ: typeRevoke, msgID: r.msgID})
 		ep.unexpUsed += unexpOverhead
-		ep.unexp.insert(newUnexp(unexpMsg{p: p, src: p.rank, tag: r.msgTag, msgID: r.msgID, total: r.total,
-			seq: r.msgSeq, rdv: true, charge: unexpOverhead}))
+		u := newUnexp(unexpMsg{p: p, src: p.rank, tag: r.msgTag, msgID: r.msgID, total: r.total,
+			seq: r.msgSeq, rdv: true, charge: unexpOverhead})
+		ep.unexp.insert(u)
 		ep.finishRecv(r, err)
+		ep.rematch(u)
 		return p
 	}
 	ep.finishRecv(r, err)
 	return nil
+}
+
+// returnEager gives the eager message that r was receiving back to the
+// unexpected pool, in its place, so that a later receive gets it whole,
+// and returns it. If r was truncating without a shadow copy (the pool
+// had no room for one), the bytes beyond its buffer are gone: the message
+// is consumed (the rest of it is discarded) and returnEager returns nil.
+func (ep *Endpoint) returnEager(r *recvOp) *unexpMsg {
+	p := r.mp
+	c := &p.cur
+	data := c.shadow
+	if data != nil {
+		ep.unexpUsed -= c.shadowCharge
+		c.shadow, c.shadowCharge = nil, 0
+	} else {
+		if c.got > uint64(len(r.buf)) {
+			c.recv, c.discard = nil, true
+			return nil
+		}
+		data = getUbuf(int(r.total))
+		copy(data.b, r.buf[:c.got])
+	}
+	u := newUnexp(unexpMsg{p: p, src: p.rank, tag: r.msgTag, msgID: r.msgID, total: r.total,
+		got: c.got, seq: r.msgSeq, charge: int(r.total) + unexpOverhead, data: data})
+	ep.unexpUsed += u.charge
+	ep.unexp.insert(u)
+	c.recv, c.unexp = nil, u
+	return u
+}
+
+// rematch offers u, a message put back in the unexpected pool, to the
+// posted receives: no posted receive may match an unexpected message (a
+// receive posted after u arrived would otherwise overtake it, or wait
+// while u waits). The first match in post order takes it, as post would.
+// It returns the peer to pump, if any (a CTS to send).
+func (ep *Endpoint) rematch(u *unexpMsg) *peer {
+	r := ep.matchPosted(u.src, u.tag)
+	if r == nil {
+		return nil
+	}
+	ep.unexp.remove(u)
+	ep.unexpUsed -= u.charge
+	var pumpPeer *peer
+	if u.rdv {
+		ep.startRdv(r, u.p, u.msgID, u.tag, u.total, u.seq)
+		pumpPeer = u.p
+	} else {
+		ep.takeOver(r, u)
+	}
+	freeUnexp(u)
+	return pumpPeer
+}
+
+// failMatching fails, with err, every posted receive that matches u, an
+// eager message of a peer that was just timed out (put back by
+// returnEager). Handing it to one of them would tie that receive to a
+// silent peer, to wait for the rest of a message that may never come (an
+// AnySource receive then fails as MPI's fault-tolerant wildcard receives
+// do when a potential sender failed).
+func (ep *Endpoint) failMatching(u *unexpMsg, err error) {
+	for r := ep.posted.head; r != nil; {
+		next := r.next
+		if r.matches(u.src, u.tag) {
+			ep.posted.remove(r)
+			ep.finishRecv(r, err)
+		}
+		r = next
+	}
+}
+
+// takeOver makes r the target of u, an eager message still arriving,
+// already out of the unexpected list with its charge released.
+func (ep *Endpoint) takeOver(r *recvOp, u *unexpMsg) {
+	ep.matchEager(r, u.p, u.msgID, u.tag, u.total, u.seq)
+	c := &u.p.cur
+	c.unexp, c.recv = nil, r
+	if uint64(len(r.buf)) < u.total {
+		// Truncating: keep the message whole (charged to the pool).
+		c.shadow, c.shadowCharge = u.data, int(u.total)
+		ep.unexpUsed += c.shadowCharge
+	} else {
+		copy(r.buf, u.data.b[:u.got])
+		putUbuf(u.data)
+	}
 }

@@ -387,6 +387,14 @@ func TestTruncatedEager(t *testing.T) {
 			if _, err := sreq.Wait(ctx); err != nil {
 				t.Fatal(err)
 			}
+			// The shadow copy was charged to the unexpected pool and is
+			// released with the message.
+			r.mu.Lock()
+			used := r.unexpUsed
+			r.mu.Unlock()
+			if used != 0 {
+				t.Fatalf("unexpected pool still charged %d bytes", used)
+			}
 		})
 	}
 }

@@ -52,7 +52,8 @@ type peer struct {
 	addr     netip.AddrPort
 	inc      uint32
 	incKnown bool
-	down     bool // timed out, not heard from since
+	down     bool  // timed out, not heard from since
+	downAt   int64 // when it went down (nanotime): older evidence does not bring it back
 	removed  bool
 
 	lastHeard, lastPing, activeSince int64
@@ -140,14 +141,17 @@ type curMsg struct {
 	unexp   *unexpMsg
 	// shadow holds the whole message while recv's buffer is shorter than
 	// it (a truncating receive), so that if the receive fails or is
-	// cancelled before the end the message goes back intact.
-	shadow *ubuf
+	// cancelled before the end the message goes back intact; it is
+	// charged to the unexpected pool (shadowCharge bytes).
+	shadow       *ubuf
+	shadowCharge int
 }
 
 // clearCur forgets the eager message arriving from p.
-func (p *peer) clearCur() {
+func (ep *Endpoint) clearCur(p *peer) {
 	if p.cur.shadow != nil {
 		putUbuf(p.cur.shadow)
+		ep.unexpUsed -= p.cur.shadowCharge
 	}
 	p.cur = curMsg{}
 }
@@ -183,7 +187,7 @@ func (ep *Endpoint) initReliability(p *peer) {
 		p.refused = false
 		ep.nRefused--
 	}
-	p.clearCur()
+	ep.clearCur(p)
 	p.probeIv = int64(ep.cfg.InitialRTO)
 }
 
@@ -889,8 +893,14 @@ func (ep *Endpoint) failPeer(p *peer, err error, reset bool) {
 			// The peer may answer again and complete the message, and its
 			// send then succeeds: give what arrived back to the unexpected
 			// pool (as a cancelled receive does) so that a later receive
-			// gets the message whole instead of losing it.
-			ep.cancelRecv(c.recv, err)
+			// gets the message whole instead of losing it. Receives
+			// already posted that match it fail too (failMatching).
+			r := c.recv
+			u := ep.returnEager(r)
+			ep.finishRecv(r, err)
+			if u != nil {
+				ep.failMatching(u, err)
+			}
 		case c.recv != nil:
 			ep.finishRecv(c.recv, err)
 			c.recv = nil
@@ -900,7 +910,7 @@ func (ep *Endpoint) failPeer(p *peer, err error, reset bool) {
 			if c.unexp != nil {
 				ep.dropUnexp(c.unexp)
 			}
-			p.clearCur()
+			ep.clearCur(p)
 		}
 	}
 	for id, r := range ep.rdvRecvs {
