@@ -562,8 +562,10 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) (kick, fresh bool) {
 		p.inRecovery = false
 		p.rtoEpisode = false
 	}
+	if lost {
+		p.rtoUndo = false // a real loss since the timeout: nothing to undo
+	}
 	if lost && !p.inRecovery {
-		p.rtoUndo = false
 		p.ssthresh = max(p.cwnd/2, minCwnd)
 		p.cwnd = p.ssthresh
 		p.inRecovery = true
@@ -669,7 +671,10 @@ func (ep *Endpoint) onRTO(p *peer, now int64) {
 		// duplicate now could be of either transmission): no undo.
 		p.rtoUndo = false
 	} else {
-		p.rtoUndo, p.undoCwnd, p.undoSsthresh = true, p.cwnd, p.ssthresh
+		// Undoable only if the packet it resends first was never resent
+		// before: else a duplicate of it could be two retransmissions.
+		p.rtoUndo = p.tx[p.sndUna&p.mask].retx == 0
+		p.undoCwnd, p.undoSsthresh = p.cwnd, p.ssthresh
 		p.rtoEpisode, p.rtoPSN, p.rtoResent = true, p.sndUna, 0
 	}
 	for psn := p.sndUna; psn != p.sndNxt; psn++ {
