@@ -145,7 +145,9 @@ func (c *codec) open(pkt []byte) (uint64, []byte, error) {
 // Such a packet is opened by the receive goroutine under ep.mu, straight
 // into the receive buffer when it can be (placeData).
 func (c *codec) peekClear(pkt []byte) (id uint64, hdrLen, clearLen int, ok bool) {
-	if c.opener == nil {
+	// COffset sits in bits 4..11 of the first word (docs/protocol.md §2):
+	// the common case, no clear part, is decided without a full parse.
+	if c.opener == nil || len(pkt) < 4 || binary.BigEndian.Uint32(pkt)>>4&0xff == 0 {
 		return 0, 0, 0, false
 	}
 	h, n, err := secure.ParseHeader(pkt)
