@@ -30,6 +30,8 @@ type Endpoint struct {
 	fragData  int // payload bytes per DATA packet
 	fragPut   int // inline payload bytes of a PUT packet
 	batch     int // wire.BatchSize
+	pollGate  busyPollGate
+	bigRecvs  int // pending receives larger than pollMaxRecv (under mu)
 	pktPool   *sync.Pool
 	epoch     time.Time // monotonic base for nanotime
 
@@ -142,6 +144,9 @@ func New(cfg Config) (*Endpoint, error) {
 		timer:     time.NewTimer(time.Hour),
 	}
 	ep.timerAt = ep.nanotime() + int64(time.Hour)
+	if g, ok := cfg.Wire.(busyPollGate); ok {
+		ep.pollGate = g
+	}
 	ep.wg.Add(2)
 	go ep.rxLoop()
 	go ep.txLoop()

@@ -94,6 +94,7 @@ type recvOp struct {
 	accept uint64
 	recvID uint64
 	pooled bool
+	big    bool // counted in ep.bigRecvs (busy-polling gate)
 	// arrived: the byte ranges of a rendezvous message that have arrived
 	// (DATA is placed only into ranges that have not).
 	arrived spans
@@ -399,9 +400,37 @@ func (ep *Endpoint) startRecv(r *recvOp) (*peer, error) {
 	}
 	ep.nextSeq++
 	r.seq = ep.nextSeq
+	if ep.pollGate != nil && len(r.buf) > pollMaxRecv {
+		// Bulk traffic is expected: no busy polling while it is.
+		r.big = true
+		if ep.bigRecvs++; ep.bigRecvs == 1 {
+			ep.pollGate.AllowBusyPoll(false)
+		}
+	}
 	p := ep.post(r)
 	ep.retryRefused()
 	return p, nil
+}
+
+// pollMaxRecv is the largest receive buffer that keeps a wire's busy
+// polling on (see busyPollGate): a larger pending receive means bulk data
+// is coming, which arrives in batches that need no polling.
+const pollMaxRecv = 8192
+
+// busyPollGate is implemented by wires that busy poll (wire.UDP with
+// UDPConfig.BusyPoll): the endpoint turns polling off while a receive
+// larger than pollMaxRecv is pending.
+type busyPollGate interface{ AllowBusyPoll(on bool) }
+
+// endBig ends r's part in the busy-polling gate. Under ep.mu.
+func (ep *Endpoint) endBig(r *recvOp) {
+	if !r.big {
+		return
+	}
+	r.big = false
+	if ep.bigRecvs--; ep.bigRecvs == 0 {
+		ep.pollGate.AllowBusyPoll(true)
+	}
 }
 
 func (ep *Endpoint) recycleRecv(r *recvOp) {
@@ -486,6 +515,7 @@ func (ep *Endpoint) startRdv(r *recvOp, p *peer, msgID, tag, total, seq uint64) 
 
 func (ep *Endpoint) finishRecvOK(r *recvOp) {
 	ep.completed++
+	ep.endBig(r)
 	var err error
 	if r.total > uint64(len(r.buf)) {
 		err = ErrTruncated
@@ -496,6 +526,7 @@ func (ep *Endpoint) finishRecvOK(r *recvOp) {
 
 func (ep *Endpoint) finishRecv(r *recvOp, err error) {
 	ep.completed++
+	ep.endBig(r)
 	r.state = rDone
 	r.complete(Status{}, err)
 }

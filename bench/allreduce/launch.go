@@ -36,7 +36,7 @@ func launchLocal(ctx context.Context, o options, args []string) error {
 	}
 	// The ranks resolve nothing themselves: -busypoll auto was decided
 	// here, where np is known (a later flag wins).
-	child = append(child, "-busypoll="+o.busyPoll.String())
+	child = append(child, "-busypoll="+o.busyPoll.String(), "-busypoll-bulk="+strconv.FormatBool(o.pollBulk))
 	stdout := &rankZeroWriter{w: os.Stdout}
 	err = launch.Run(ctx, launch.Config{
 		N:       o.np,

@@ -60,6 +60,7 @@ type options struct {
 	stats     bool
 	segment   int64
 	busyPoll  time.Duration
+	pollBulk  bool
 	depth     int
 	window    int
 	eager     int
@@ -102,7 +103,9 @@ func run(args []string) error {
 	fs.StringVar(&segS, "segment", "0", "collectives Tuning.SegmentBytes: the ring's pipeline segment (0: the default)")
 	fs.IntVar(&o.depth, "depth", 0, "collectives Tuning.PipelineDepth: ring segment receives kept posted (0: the default)")
 	var busyS string
-	fs.StringVar(&busyS, "busypoll", "auto", "UDP wire BusyPoll: poll an idle socket this long before sleeping, e.g. 50us; 0: off; auto: "+defaultBusyPoll.String()+" when every local rank has a core of its own, else off")
+	fs.StringVar(&busyS, "busypoll", "auto", "UDP wire BusyPoll: poll an idle socket this long before sleeping, e.g. 50us; 0: off; auto: "+defaultBusyPoll.String()+" when every local rank has a core of its own, "+sharedBusyPoll.String()+" (latency-bound phases only) when ranks outnumber cores, off when the local rank count is unknown")
+	var bulkS string
+	fs.StringVar(&bulkS, "busypoll-bulk", "auto", "UDP wire BusyPollBulk: keep polling while bulk receives are pending: true, false, or auto (true when every local rank has a core)")
 	fs.IntVar(&o.window, "window", 0, "transport Config.Window: unacknowledged packets per peer (0: the default)")
 	fs.IntVar(&o.eager, "eager", 0, "transport Config.EagerLimit in bytes: larger messages use the RTS/CTS rendezvous (0: the default, 128 KiB)")
 	fs.IntVar(&o.maxPay, "maxpayload", 0, "UDP datagram payload in bytes (0: 8192 when -addr is a loopback address, else the wire default 1452; every rank must agree)")
@@ -128,6 +131,11 @@ func run(args []string) error {
 	}
 	if o.busyPoll, err = parseBusyPoll(busyS, o.np); err != nil {
 		return fmt.Errorf("-busypoll: %w", err)
+	}
+	if bulkS == "auto" {
+		o.pollBulk = ownCores(o.np)
+	} else if o.pollBulk, err = strconv.ParseBool(bulkS); err != nil {
+		return fmt.Errorf("-busypoll-bulk: %w", err)
 	}
 	if o.depth < 0 || o.window < 0 || o.eager < 0 {
 		return fmt.Errorf("-depth, -window and -eager must not be negative")
@@ -218,13 +226,30 @@ func elemSize(dtype string) (int, error) {
 
 // defaultBusyPoll is -busypoll auto's window when every local rank has a
 // core: 8-byte allreduce on 2 ranks measured 15-19 us with it against 42-61
-// us without (docs/performance.md §7); with more ranks than cores polling
-// takes the cores the peers need and is slower, so auto is off there.
-const defaultBusyPoll = 50 * time.Microsecond
+// us without (docs/performance.md §7). sharedBusyPoll is its window when
+// ranks outnumber cores: polling then takes the core a peer needs, so it
+// runs only in latency-bound phases (no bulk receive pending: the wire's
+// BusyPollBulk off), where 4 ranks on 2 cores measured 2-3x lower latency
+// up to 512 B and no loss beyond (docs/performance.md §7).
+const (
+	defaultBusyPoll = 50 * time.Microsecond
+	sharedBusyPoll  = 100 * time.Microsecond
+)
 
-// parseBusyPoll resolves -busypoll. "auto" polls only when this host's
-// ranks (np under the built-in launcher; the external launcher's local
-// size otherwise) do not outnumber its cores.
+// ownCores reports whether every rank on this host has a core of its own
+// (np under the built-in launcher; the external launcher's local size
+// otherwise; false if unknown).
+func ownCores(np int) bool {
+	local := np
+	if local == 0 {
+		local = localRanksFromEnv()
+	}
+	return local > 0 && local <= runtime.NumCPU()
+}
+
+// parseBusyPoll resolves -busypoll "auto" from this host's rank count (np
+// under the built-in launcher; the external launcher's local size
+// otherwise): see defaultBusyPoll.
 func parseBusyPoll(s string, np int) (time.Duration, error) {
 	if s != "auto" {
 		d, err := time.ParseDuration(s)
@@ -243,10 +268,13 @@ func parseBusyPoll(s string, np int) (time.Duration, error) {
 	if local == 0 {
 		local = localRanksFromEnv()
 	}
-	if local > 0 && local <= runtime.NumCPU() {
+	switch {
+	case local <= 0:
+		return 0, nil
+	case local <= runtime.NumCPU():
 		return defaultBusyPoll, nil
 	}
-	return 0, nil
+	return sharedBusyPoll, nil
 }
 
 // localRanksFromEnv returns the number of ranks on this host as an external

@@ -191,10 +191,10 @@ func TestParseBusyPoll(t *testing.T) {
 		{"-1s", 2, "", 0, true},
 		{"soon", 2, "", 0, true},
 		{"auto", 1, "", defaultBusyPoll, false},
-		{"auto", runtime.NumCPU() + 1, "", 0, false},
+		{"auto", runtime.NumCPU() + 1, "", sharedBusyPoll, false},
 		{"auto", 0, "", 0, false}, // external launcher that says nothing
 		{"auto", 0, "1", defaultBusyPoll, false},
-		{"auto", 0, strconv.Itoa(runtime.NumCPU() + 1), 0, false},
+		{"auto", 0, strconv.Itoa(runtime.NumCPU() + 1), sharedBusyPoll, false},
 	} {
 		t.Setenv("OMPI_COMM_WORLD_LOCAL_SIZE", c.env)
 		got, err := parseBusyPoll(c.s, c.np)

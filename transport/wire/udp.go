@@ -44,11 +44,16 @@ type UDPConfig struct {
 	// latency of a message that arrives within the window, as the polling
 	// progress engines of MPI libraries do, at the cost of keeping a core
 	// busy while waiting. It polls only while traffic is sparse (the last
-	// read returned a single small datagram), never while streaming. Use it
-	// only when every rank has a core of its own; with more runnable ranks
-	// than cores the poller takes the core the peer needs. 0 (the default)
-	// never polls.
+	// read returned a single small datagram), never while streaming, and
+	// not while the wire's user expects bulk traffic (AllowBusyPoll(false):
+	// the transport says so while a receive larger than 8 KiB is pending),
+	// unless BusyPollBulk. With more runnable ranks than cores the poller
+	// takes the core a peer needs, which that rule limits to the latency-
+	// bound phases where polling pays. 0 (the default) never polls.
 	BusyPoll time.Duration
+	// BusyPollBulk keeps BusyPoll on through bulk phases (AllowBusyPoll
+	// is ignored): measured better when every rank has a core of its own.
+	BusyPollBulk bool
 }
 
 // Features reports what a UDP wire is using.
@@ -84,13 +89,15 @@ type UDPStats struct {
 
 // UDP is a Wire over one UDP socket. Create it with ListenUDP.
 type UDP struct {
-	conn       *net.UDPConn
-	raw        syscall.RawConn
-	laddr      netip.AddrPort
-	v6         bool // socket family is AF_INET6
-	maxPayload int
-	batchSize  int
-	busyPoll   time.Duration
+	conn         *net.UDPConn
+	raw          syscall.RawConn
+	laddr        netip.AddrPort
+	v6           bool // socket family is AF_INET6
+	maxPayload   int
+	batchSize    int
+	busyPoll     time.Duration
+	noPoll       atomic.Bool // AllowBusyPoll(false)
+	busyPollBulk bool
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -153,12 +160,13 @@ func ListenUDP(network string, laddr netip.AddrPort, cfg UDPConfig) (*UDP, error
 	}
 	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	u := &UDP{
-		conn:       conn,
-		raw:        raw,
-		laddr:      netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
-		maxPayload: cfg.MaxPayload,
-		batchSize:  cfg.BatchSize,
-		busyPoll:   max(cfg.BusyPoll, 0),
+		conn:         conn,
+		raw:          raw,
+		laddr:        netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
+		maxPayload:   cfg.MaxPayload,
+		batchSize:    cfg.BatchSize,
+		busyPoll:     max(cfg.BusyPoll, 0),
+		busyPollBulk: cfg.BusyPollBulk,
 	}
 	if err := u.open(&cfg); err != nil {
 		conn.Close()
@@ -178,6 +186,17 @@ func (u *UDP) MaxPayload() int { return u.maxPayload }
 
 // BatchSize returns the ideal batch length.
 func (u *UDP) BatchSize() int { return u.batchSize }
+
+// AllowBusyPoll turns UDPConfig.BusyPoll off (false) and back on (true) at
+// run time. A user that knows the traffic it waits for is bulk (a large
+// receive is pending) turns polling off meanwhile, so that the poller does
+// not take the core from a process sharing it; the transport does this.
+// It has no effect without BusyPoll. Safe for concurrent use.
+func (u *UDP) AllowBusyPoll(on bool) {
+	if !u.busyPollBulk {
+		u.noPoll.Store(!on)
+	}
+}
 
 // Features reports the offloads and buffer sizes in use.
 func (u *UDP) Features() Features {

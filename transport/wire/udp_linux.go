@@ -491,7 +491,7 @@ func (r *recvState) doRead(fd uintptr) bool {
 // polls only while the traffic is sparse (see sparseBytes).
 func (r *recvState) poll() bool {
 	u := r.u
-	if u.busyPoll <= 0 || !r.sparse || u.closed.Load() {
+	if u.busyPoll <= 0 || !r.sparse || u.noPoll.Load() || u.closed.Load() {
 		r.polling = false
 		return false
 	}

@@ -245,3 +245,62 @@ func TestUDPBusyPoll(t *testing.T) {
 	tx.Close()
 	wiretest.CheckGoroutines(t, before)
 }
+
+// TestUDPAllowBusyPoll: AllowBusyPoll(false) stops a reader's polling
+// (the read then sleeps in the netpoller and still receives), true lets it
+// poll again; with BusyPollBulk the hint is ignored.
+func TestUDPAllowBusyPoll(t *testing.T) {
+	for _, bulk := range []bool{false, true} {
+		lo := netip.MustParseAddrPort("127.0.0.1:0")
+		tx, err := wire.ListenUDP("udp4", lo, wire.UDPConfig{MaxPayload: 8192})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rx, err := wire.ListenUDP("udp4", lo, wire.UDPConfig{MaxPayload: 8192, BusyPoll: time.Hour, BusyPollBulk: bulk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]wire.Message, rx.BatchSize())
+		read := func() chan error {
+			ch := make(chan error, 1)
+			go func() { _, err := rx.ReadBatch(buf); ch <- err }()
+			return ch
+		}
+		send := func() {
+			if n, err := tx.WriteBatch(wiretest.Msgs(rx.LocalAddr(), 0, 8)); n != 1 || err != nil {
+				t.Fatalf("WriteBatch = %d, %v", n, err)
+			}
+		}
+		rx.AllowBusyPoll(false)
+		ch := read()
+		send() // sparse
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+		ch = read()
+		time.Sleep(20 * time.Millisecond)
+		polls := rx.Stats().BusyPolls
+		if bulk && polls == 0 {
+			t.Fatal("BusyPollBulk: the hint stopped the polling")
+		}
+		if !bulk && polls != 0 {
+			t.Fatalf("polled %d times while told not to", polls)
+		}
+		send() // still received, by the sleeping (or polling) reader
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+		rx.AllowBusyPoll(true)
+		ch = read()
+		deadline := time.Now().Add(wiretest.Timeout)
+		for rx.Stats().BusyPolls <= polls {
+			if time.Now().After(deadline) {
+				t.Fatal("no polling after AllowBusyPoll(true)")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		rx.Close()
+		<-ch
+		tx.Close()
+	}
+}
