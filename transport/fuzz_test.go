@@ -16,7 +16,11 @@ import (
 // panic, no hang. The input is a sequence of (2-byte length, transport
 // packet) records; each packet is sealed with the group's keys (or given
 // the insecure prefix when the first byte is odd), so the fuzzer reaches
-// the transport logic rather than the authentication check.
+// the transport logic rather than the authentication check. With bit 1 of
+// the first byte set, DATA packets are sealed with their header in clear
+// (protocol.md §8.4.1, so they may be placed straight into a receive
+// buffer), and with bit 2 every sealed packet is then damaged (it fails
+// authentication after any placement).
 func FuzzEndpoint(f *testing.F) {
 	rec := func(pkts ...[]byte) []byte {
 		out := []byte{0}
@@ -52,6 +56,22 @@ func FuzzEndpoint(f *testing.F) {
 		h(header{Type: typeCancel, PSN: 8, MsgID: 3}, ""),
 		h(header{Type: typeGet, PSN: 9, MsgID: 9, RecvID: 5, Region: 1, Secret: 7, Offset: 4090, Length: 10}, ""),
 	))
+	// Clear-header DATA into a rendezvous receive (the RTS matches the
+	// wildcard receive r2, which gets RecvID 2; the Get has RecvID 1),
+	// intact and damaged.
+	clearSeed := func(first byte) []byte {
+		b := rec(
+			h(header{Type: typeRTS, PSN: 0, MsgID: 9, Tag: 0, Total: 20000}, ""),
+			h(header{Type: typeData, PSN: 1, RecvID: 2, Offset: 0}, string(make([]byte, 1000))),
+			h(header{Type: typeData, PSN: 2, RecvID: 2, Offset: 1000}, string(make([]byte, 1000))),
+			h(header{Type: typeData, Flags: flagPiggyAck, PSN: 3, RecvID: 2, Offset: 500}, string(make([]byte, 700))),
+			h(header{Type: typeData, PSN: 4, RecvID: 1, Offset: 0}, string(make([]byte, 3000))),
+		)
+		b[0] = first
+		return b
+	}
+	f.Add(clearSeed(2))
+	f.Add(clearSeed(6))
 	g := testGroup(f, 1, 10)
 	sealer, err := secure.NewSealer(g, secure.SealerConfig{ID: secure.SenderID(1, 1)})
 	if err != nil {
@@ -102,8 +122,19 @@ func fuzzEndpointOnce(t *testing.T, g *secure.Group, sealer *secure.Sealer, data
 				pkt = binary.BigEndian.AppendUint64(nil, secure.SenderID(1, 1))
 				pkt = append(pkt, pt...)
 			} else {
+				clearLen := 0
+				if data[0]&2 != 0 && len(pt) >= 2 && pktType(pt[0]) == typeData {
+					clearLen = dataHdrLen
+					if pt[1]&flagPiggyAck != 0 {
+						clearLen += piggyLen
+					}
+					clearLen = min(clearLen, len(pt)) &^ 3
+				}
 				pkt = make([]byte, sealer.HeaderLen(), sealer.Overhead()+len(pt))
-				pkt, _ = sealer.Seal(append(pkt, pt...), 0, 0)
+				pkt, _ = sealer.Seal(append(pkt, pt...), 0, clearLen)
+				if data[0]&4 != 0 && len(pkt) > 0 {
+					pkt[len(pkt)-1] ^= 1
+				}
 			}
 			if len(pkt) <= w.MaxPayload() {
 				msgs = append(msgs, wire.Message{Buf: pkt, Addr: w.LocalAddr()})
