@@ -603,17 +603,15 @@ func (ep *Endpoint) placeTarget(it *rxItem) []byte {
 		// a Put's DATA is never placed before it authenticates (a
 		// registered region is memory the application may be using).
 		s := ep.sinks[h.RecvID]
-		if s == nil || s.region != nil || s.p != p || h.Offset > uint64(len(s.buf)) || uint64(n) > uint64(len(s.buf))-h.Offset ||
-			s.arrived.overlaps(h.Offset, h.Offset+uint64(n)) {
+		if s == nil || s.region != nil || s.p != p {
 			return nil
 		}
-		return s.buf[h.Offset : h.Offset+uint64(n)]
+		return s.arrived.slot(s.buf, uint64(len(s.buf)), h.Offset, uint64(n))
 	}
-	if r.mp != p || h.Offset > r.accept || uint64(n) > r.accept-h.Offset ||
-		r.arrived.overlaps(h.Offset, h.Offset+uint64(n)) {
+	if r.mp != p {
 		return nil
 	}
-	return r.buf[h.Offset : h.Offset+uint64(n)]
+	return r.arrived.slot(r.buf, r.accept, h.Offset, uint64(n))
 }
 
 // handle processes one authenticated packet under ep.mu. It reports whether

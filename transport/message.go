@@ -690,19 +690,11 @@ func (ep *Endpoint) onData(p *peer, h *header, payload []byte) {
 	if r.mp != p {
 		return
 	}
-	n := uint64(len(payload))
-	if h.Offset > r.accept || n > r.accept-h.Offset || r.arrived.overlaps(h.Offset, h.Offset+n) {
-		// Beyond what was accepted, or bytes that already arrived under
-		// another PSN (a sender never sends a byte twice but as a
-		// retransmission of the same packet, which the PSN check drops).
-		ep.st.malformed.Add(1)
+	if !r.arrived.place(r.buf, r.accept, h.Offset, payload) {
+		ep.st.malformed.Add(1) // beyond what was accepted, or already arrived
 		return
 	}
-	if n > 0 && &payload[0] != &r.buf[h.Offset] { // else placed by placeData
-		copy(r.buf[h.Offset:], payload)
-	}
-	r.arrived.add(h.Offset, h.Offset+n)
-	r.got += n
+	r.got += uint64(len(payload))
 	if r.got >= r.accept {
 		delete(ep.rdvRecvs, r.recvID)
 		ep.queueCtrl(p, ctrlItem{typ: typeFin, msgID: r.msgID})

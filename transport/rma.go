@@ -538,16 +538,11 @@ func (ep *Endpoint) onSinkData(p *peer, s *rmaSink, h *header, payload []byte) {
 	if s.p != p {
 		return
 	}
-	n := uint64(len(payload))
-	if size := uint64(len(s.buf)); h.Offset > size || n > size-h.Offset || s.arrived.overlaps(h.Offset, h.Offset+n) {
+	if !s.arrived.place(s.buf, uint64(len(s.buf)), h.Offset, payload) {
 		ep.st.malformed.Add(1)
 		return
 	}
-	if n > 0 && &payload[0] != &s.buf[h.Offset] { // else placed by placeData
-		copy(s.buf[h.Offset:], payload)
-	}
-	s.arrived.add(h.Offset, h.Offset+n)
-	s.got += n
+	s.got += uint64(len(payload))
 	if s.got < uint64(len(s.buf)) {
 		return
 	}

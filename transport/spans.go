@@ -69,5 +69,35 @@ func (s *spans) add(lo, hi uint64) {
 	s.extra = a
 }
 
+// slot returns buf[off:off+n] if that range lies within [0, limit) and
+// none of it has arrived, else nil: where a DATA fragment may land.
+func (s *spans) slot(buf []byte, limit, off, n uint64) []byte {
+	if off > limit || n > limit-off || s.overlaps(off, off+n) {
+		return nil
+	}
+	return buf[off : off+n]
+}
+
+// place writes an authenticated DATA fragment at off in buf (unless it is
+// already there: placed by placeData) and records it. It reports false,
+// writing nothing, if the range leaves [0, limit) or shares a byte with
+// what arrived (a sender sends each byte once; a retransmission reuses
+// the PSN and is dropped before this).
+func (s *spans) place(buf []byte, limit, off uint64, payload []byte) bool {
+	n := uint64(len(payload))
+	if n == 0 {
+		return off <= limit
+	}
+	dst := s.slot(buf, limit, off, n)
+	if dst == nil {
+		return false
+	}
+	if &dst[0] != &payload[0] {
+		copy(dst, payload)
+	}
+	s.add(off, off+n)
+	return true
+}
+
 // reset forgets every range, keeping the storage.
 func (s *spans) reset() { s.prefix, s.extra = 0, s.extra[:0] }
