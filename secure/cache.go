@@ -9,6 +9,17 @@ import (
 // anything. Every entry is keyed by everything that enters the derivation
 // (master key, mode, ID, epoch), so a hit returns exactly what a derivation
 // would. With capacity 0 there is no cache and every packet derives its key.
+//
+// It has two tiers, because the two things a derivation produces differ
+// twelvefold in size. Every entry holds the KDF's output, the 32-byte data
+// key and 12-byte IV mask (80 bytes with its key and bookkeeping, plus 16
+// bytes of index): a hit on it skips the three-block KDF and only expands
+// the key again (AES round keys and GHASH powers). The most used entries
+// also keep that expansion (a further ~530 bytes), so a hit on them costs
+// nothing but the open. A 65 536-entry cache with the default 1 024
+// expanded entries takes about 6.8 MB; with every entry expanded it would
+// take ~40 MB, as much as ~48 000 of the standard library's AES-GCM
+// instances.
 
 type cacheKey struct {
 	master uint64
@@ -24,8 +35,13 @@ type CacheStats struct {
 	// failed to authenticate, or its key context was seen for the first
 	// time (see Opener's admission rule).
 	Deferred uint64
-	// Capacity is the cache's bound in entries; Len the entries held.
-	Capacity, Len int
+	// Expansions counts the hits on entries held without their expanded
+	// key, which was rebuilt for the packet; Promotions those after which
+	// the entry was given an expanded slot.
+	Expansions, Promotions uint64
+	// Capacity is the cache's bound in entries, Expanded how many of them
+	// can keep their expanded key; Len the entries held.
+	Capacity, Expanded, Len int
 }
 
 // The cache admits an entry only after a packet under it authenticated, and
@@ -34,57 +50,105 @@ type CacheStats struct {
 // a quarter of the bits are set). So forged packets, which anyone can make
 // with any sender ID, cannot evict live entries, and a receiver facing far
 // more senders than it can cache does not churn its cache on senders it
-// sees once. A derivation on a miss goes into a pooled scratch entry and is
-// copied into a slot when admitted.
+// sees once. An entry is admitted compact; a later packet that hits it and
+// authenticates promotes it to an expanded slot (CLOCK among the expanded
+// slots), so the expanded tier holds the senders seen at least three times
+// recently. A derivation on a miss goes into a pooled scratch entry.
 
 type keyCache struct {
-	shards []cacheShard
-	mask   uint64
-	cap    int
+	shards      []cacheShard
+	mask        uint64
+	cap, expCap int
 }
 
 type cacheShard struct {
-	mu                      sync.RWMutex
-	index                   map[cacheKey]int32
-	slots                   []cacheSlot
-	hand                    int
-	hits, misses, evictions atomic.Uint64
-	deferred                atomic.Uint64
-	door                    []atomic.Uint64 // doorkeeper bits
-	doorSet                 atomic.Int64    // bits set since the last clear
-	_                       [64]byte        // keep neighbouring shards' locks apart
+	mu sync.RWMutex
+	// idx is an open-addressing (linear probing) index of the slots:
+	// 0 = empty, else fingerprint<<32 | slot+1, where the fingerprint is
+	// the key hash's high 32 bits and also picks the home position. At
+	// most half full.
+	idx      []uint64
+	slots    []cacheSlot
+	exp      []expSlot
+	hand     int
+	expHand  int
+	n        int // slots in use
+	hits     atomic.Uint64
+	misses   atomic.Uint64
+	evicts   atomic.Uint64
+	deferred atomic.Uint64
+	expands  atomic.Uint64
+	promotes atomic.Uint64
+	door     []atomic.Uint64 // doorkeeper bits
+	doorSet  atomic.Int64    // bits set since the last clear
+	_        [64]byte        // keep neighbouring shards' locks apart
+}
+
+// material is what the KDF produces for a key context.
+type material struct {
+	key    [32]byte
+	ivMask [nonceSize]byte
 }
 
 type cacheSlot struct {
 	key  cacheKey
+	mat  material
 	used bool
 	ref  atomic.Bool // CLOCK reference bit
-	keys derived
+	exp  int32       // this entry's slot in the expanded tier, or -1
+}
+
+type expSlot struct {
+	owner int32 // the cacheSlot this expands, or -1
+	ref   atomic.Bool
+	keys  derived
 }
 
 const maxShards = 64
 
-func newKeyCache(capacity int) *keyCache {
+// DefaultExpandedCapacity is how many cached keys keep their expanded form
+// when OpenerConfig.ExpandedCapacity is 0 (at most CacheCapacity).
+const DefaultExpandedCapacity = 1024
+
+func newKeyCache(capacity, expanded int) *keyCache {
 	if capacity <= 0 {
 		return nil
 	}
+	expanded = min(max(expanded, 0), capacity)
 	n := 1
 	for n < maxShards && n*16 < capacity {
 		n *= 2
 	}
-	c := &keyCache{shards: make([]cacheShard, n), mask: uint64(n - 1), cap: capacity}
-	per, extra := capacity/n, capacity%n
+	c := &keyCache{shards: make([]cacheShard, n), mask: uint64(n - 1), cap: capacity, expCap: expanded}
 	for i := range c.shards {
-		sz := per
-		if i < extra {
-			sz++
+		sh := &c.shards[i]
+		sz := share(capacity, n, i)
+		sh.slots = make([]cacheSlot, sz)
+		for j := range sh.slots {
+			sh.slots[j].exp = -1
 		}
-		c.shards[i].index = make(map[cacheKey]int32, sz)
-		c.shards[i].slots = make([]cacheSlot, sz)
+		ni := 8
+		for ni < 2*sz {
+			ni *= 2
+		}
+		sh.idx = make([]uint64, ni)
+		sh.exp = make([]expSlot, share(expanded, n, i))
+		for j := range sh.exp {
+			sh.exp[j].owner = -1
+		}
 		// 4 bits per slot, at least one word.
-		c.shards[i].door = make([]atomic.Uint64, (4*sz+63)/64)
+		sh.door = make([]atomic.Uint64, (4*sz+63)/64)
 	}
 	return c
+}
+
+// share is shard i's part of total split over n shards, exactly.
+func share(total, n, i int) int {
+	s := total / n
+	if i < total%n {
+		s++
+	}
+	return s
 }
 
 func (k *cacheKey) hash() uint64 {
@@ -95,21 +159,86 @@ func (k *cacheKey) hash() uint64 {
 	return h
 }
 
-// lookup returns the cached keys of k with its shard read-locked, or
-// ok == false (and nothing locked) on a miss. After a hit the caller must
-// call sh.mu.RUnlock when done with d, so the entry cannot be evicted while
-// in use.
-func (c *keyCache) lookup(k cacheKey) (d *derived, sh *cacheShard, ok bool) {
+// find returns the slot holding k and its index position, or -1. The
+// caller holds sh.mu.
+func (sh *cacheShard) find(k cacheKey, h uint64) (slot, pos int) {
+	fp := h >> 32
+	m := len(sh.idx) - 1
+	for p := int(fp) & m; ; p = (p + 1) & m {
+		e := sh.idx[p]
+		if e == 0 {
+			return -1, -1
+		}
+		if e>>32 == fp {
+			if i := int(uint32(e)) - 1; sh.slots[i].key == k {
+				return i, p
+			}
+		}
+	}
+}
+
+// insert indexes slot i under hash h; the index always has a free place.
+func (sh *cacheShard) insert(h uint64, i int) {
+	fp := h >> 32
+	m := len(sh.idx) - 1
+	p := int(fp) & m
+	for sh.idx[p] != 0 {
+		p = (p + 1) & m
+	}
+	sh.idx[p] = fp<<32 | uint64(i+1)
+}
+
+// unindex removes the index entry at p, shifting later entries of the
+// probe run back (linear probing's deletion without tombstones).
+func (sh *cacheShard) unindex(p int) {
+	m := len(sh.idx) - 1
+	for {
+		sh.idx[p] = 0
+		j := p
+		for {
+			j = (j + 1) & m
+			e := sh.idx[j]
+			if e == 0 {
+				return
+			}
+			home := int(e>>32) & m
+			// The entry at j may stay if its home lies cyclically in (p, j].
+			if p <= j && p < home && home <= j || p > j && (p < home || home <= j) {
+				continue
+			}
+			sh.idx[p] = e
+			p = j
+			break
+		}
+	}
+}
+
+// lookup finds k. On a hit on an expanded entry it returns d with the
+// shard read-locked; the caller must call sh.mu.RUnlock when done with d,
+// so the entry cannot be evicted while in use. On a hit on a compact entry
+// it copies the material to mat and returns compact == true, nothing
+// locked. On a miss it returns d == nil, compact == false.
+func (c *keyCache) lookup(k cacheKey, mat *material) (d *derived, sh *cacheShard, compact bool) {
 	h := k.hash()
 	sh = &c.shards[h&c.mask]
 	sh.mu.RLock()
-	if i, ok := sh.index[k]; ok {
+	if i, _ := sh.find(k, h); i >= 0 {
 		sl := &sh.slots[i]
 		if !sl.ref.Load() {
 			sl.ref.Store(true)
 		}
 		sh.hits.Add(1)
-		return &sl.keys, sh, true
+		if e := sl.exp; e >= 0 {
+			x := &sh.exp[e]
+			if !x.ref.Load() {
+				x.ref.Store(true)
+			}
+			return &x.keys, sh, false
+		}
+		*mat = sl.mat
+		sh.mu.RUnlock()
+		sh.expands.Add(1)
+		return nil, sh, true
 	}
 	sh.mu.RUnlock()
 	sh.misses.Add(1)
@@ -117,8 +246,8 @@ func (c *keyCache) lookup(k cacheKey) (d *derived, sh *cacheShard, ok bool) {
 }
 
 // admit is called after a miss whose packet authenticated under d: it
-// caches a copy of d if the doorkeeper has seen k before, evicting an entry
-// chosen by CLOCK.
+// caches d's key material if the doorkeeper has seen k before, evicting an
+// entry chosen by CLOCK.
 func (c *keyCache) admit(k cacheKey, d *derived) {
 	h := k.hash()
 	sh := &c.shards[h&c.mask]
@@ -126,21 +255,78 @@ func (c *keyCache) admit(k cacheKey, d *derived) {
 		sh.deferred.Add(1)
 		return
 	}
+	var mat material
+	if d.aead.Key(&mat.key) != len(mat.key) {
+		return // not a 256-bit key: cannot happen with the KDF's output
+	}
+	mat.ivMask = d.ivMask
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if _, ok := sh.index[k]; ok { // admitted by a concurrent opener
+	sh.put(k, h, &mat)
+	sh.mu.Unlock()
+	clear(mat.key[:])
+}
+
+// put caches mat under k unless k is cached already. The caller holds
+// sh.mu for writing.
+func (sh *cacheShard) put(k cacheKey, h uint64, mat *material) {
+	if i, _ := sh.find(k, h); i >= 0 { // admitted by a concurrent opener
 		return
 	}
 	i := sh.victim()
 	sl := &sh.slots[i]
 	if sl.used {
-		delete(sh.index, sl.key)
-		sh.evictions.Add(1)
+		sh.evict(i)
+		sh.evicts.Add(1)
 	}
-	sl.keys = *d
-	sl.key, sl.used = k, true
+	sl.key, sl.mat, sl.used, sl.exp = k, *mat, true, -1
 	sl.ref.Store(true)
-	sh.index[k] = int32(i)
+	sh.insert(h, i)
+	sh.n++
+}
+
+// evict drops slot i's index entry and expanded slot and wipes it. The
+// caller holds sh.mu for writing.
+func (sh *cacheShard) evict(i int) {
+	sl := &sh.slots[i]
+	if _, p := sh.find(sl.key, sl.key.hash()); p >= 0 {
+		sh.unindex(p)
+	}
+	if e := sl.exp; e >= 0 {
+		x := &sh.exp[e]
+		x.owner = -1
+		x.keys.aead.Wipe()
+		clear(x.keys.ivMask[:])
+	}
+	sl.used, sl.exp = false, -1
+	sl.mat = material{}
+	sh.n--
+}
+
+// promote gives k's entry an expanded slot holding d, evicting the
+// expanded form of another entry chosen by CLOCK. It is called after a
+// packet authenticated under d, an expansion of k's material.
+func (c *keyCache) promote(k cacheKey, d *derived) {
+	h := k.hash()
+	sh := &c.shards[h&c.mask]
+	if len(sh.exp) == 0 {
+		return
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, _ := sh.find(k, h)
+	if i < 0 || sh.slots[i].exp >= 0 { // evicted, or promoted concurrently
+		return
+	}
+	e := sh.expVictim()
+	x := &sh.exp[e]
+	if x.owner >= 0 {
+		sh.slots[x.owner].exp = -1
+	}
+	x.keys = *d
+	x.owner = int32(i)
+	x.ref.Store(true)
+	sh.slots[i].exp = int32(e)
+	sh.promotes.Add(1)
 }
 
 // seenBefore sets the doorkeeper bit of a key-context hash and reports
@@ -182,19 +368,37 @@ func (sh *cacheShard) victim() int {
 	}
 }
 
+// expVictim is victim for the expanded tier.
+func (sh *cacheShard) expVictim() int {
+	for {
+		i := sh.expHand
+		sh.expHand++
+		if sh.expHand == len(sh.exp) {
+			sh.expHand = 0
+		}
+		x := &sh.exp[i]
+		if x.owner < 0 || !x.ref.Load() {
+			return i
+		}
+		x.ref.Store(false)
+	}
+}
+
 func (c *keyCache) stats() CacheStats {
 	if c == nil {
 		return CacheStats{}
 	}
-	s := CacheStats{Capacity: c.cap}
+	s := CacheStats{Capacity: c.cap, Expanded: c.expCap}
 	for i := range c.shards {
 		sh := &c.shards[i]
 		s.Hits += sh.hits.Load()
 		s.Misses += sh.misses.Load()
-		s.Evictions += sh.evictions.Load()
+		s.Evictions += sh.evicts.Load()
 		s.Deferred += sh.deferred.Load()
+		s.Expansions += sh.expands.Load()
+		s.Promotions += sh.promotes.Load()
 		sh.mu.RLock()
-		s.Len += len(sh.index)
+		s.Len += sh.n
 		sh.mu.RUnlock()
 	}
 	return s
@@ -208,11 +412,16 @@ func (c *keyCache) purge() {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		clear(sh.index)
+		clear(sh.idx)
+		sh.n = 0
 		for j := range sh.slots {
-			sh.slots[j].used = false
-			sh.slots[j].keys.aead.Wipe()
-			clear(sh.slots[j].keys.ivMask[:])
+			sh.slots[j].used, sh.slots[j].exp = false, -1
+			sh.slots[j].mat = material{}
+		}
+		for j := range sh.exp {
+			sh.exp[j].owner = -1
+			sh.exp[j].keys.aead.Wipe()
+			clear(sh.exp[j].keys.ivMask[:])
 		}
 		sh.mu.Unlock()
 	}

@@ -3,6 +3,7 @@ package secure
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"testing"
 
@@ -110,7 +111,7 @@ func TestCacheForgedPacketsDoNotEvict(t *testing.T) {
 // count are honoured exactly.
 func TestCacheCapacityBound(t *testing.T) {
 	for _, c := range []int{1, 2, 15, 16, 17, 100, 1000, 1025} {
-		kc := newKeyCache(c)
+		kc := newKeyCache(c, DefaultExpandedCapacity)
 		total := 0
 		for i := range kc.shards {
 			total += len(kc.shards[i].slots)
@@ -125,8 +126,16 @@ func TestCacheCapacityBound(t *testing.T) {
 // senders, so entries are evicted while others are in use (run with -race).
 func TestConcurrentOpenEviction(t *testing.T) {
 	for _, p := range testPaths() {
+		for _, exp := range []int{0, 1, -1} { // all, some, none expanded
+			testConcurrentOpenEviction(t, p, exp)
+		}
+	}
+}
+
+func testConcurrentOpenEviction(t *testing.T, p cpu.Path, expanded int) {
+	{
 		g := newTestGroup(t, 1, p)
-		o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, p)}, CacheCapacity: 3, Crypto: p.String()})
+		o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, p)}, CacheCapacity: 3, ExpandedCapacity: expanded, Crypto: p.String()})
 		var sealers []*Sealer
 		for i := range 16 {
 			sealers = append(sealers, newTestSealer(t, g, SealerConfig{ID: SenderID(uint32(i), 7), Crypto: p.String()}))
@@ -173,18 +182,21 @@ func TestNoAllocs(t *testing.T) {
 		if a := testing.AllocsPerRun(200, func() { m.derive(&d, p, ModeSender, 5, 6) }); a != 0 {
 			t.Errorf("%v: derive allocates %v", p, a)
 		}
-		for _, cache := range []int{0, 16} {
-			o := newTestOpener(t, OpenerConfig{Groups: []*Group{g}, CacheCapacity: cache, Crypto: p.String()})
+		for _, cc := range []struct{ cache, expanded int }{{0, 0}, {16, 0}, {16, -1}} {
+			cache := cc.cache
+			o := newTestOpener(t, OpenerConfig{Groups: []*Group{g}, CacheCapacity: cache, ExpandedCapacity: cc.expanded, Crypto: p.String()})
 			pkt, _ := s.Seal(buf[:n], 0, 0)
 			work := make([]byte, len(pkt))
-			o.Open(append(work[:0], pkt...), 0) // warm the cache and the pool
+			for range 3 { // warm the cache and the pool
+				o.Open(append(work[:0], pkt...), 0)
+			}
 			if a := testing.AllocsPerRun(200, func() {
 				copy(work, pkt)
 				if _, err := o.Open(work, 0); err != nil {
 					t.Fatal(err)
 				}
 			}); a != 0 {
-				t.Errorf("%v cache %d: Open allocates %v", p, cache, a)
+				t.Errorf("%v cache %+v: Open allocates %v", p, cc, a)
 			}
 			bad := bytes.Clone(pkt)
 			bad[30] ^= 1
@@ -192,7 +204,164 @@ func TestNoAllocs(t *testing.T) {
 				copy(work, bad)
 				o.Open(work, 0)
 			}); a != 0 {
-				t.Errorf("%v cache %d: failing Open allocates %v", p, cache, a)
+				t.Errorf("%v cache %+v: failing Open allocates %v", p, cc, a)
+			}
+		}
+	}
+}
+
+// TestCacheTiers: entries are admitted compact (data key and IV mask
+// only), a later authenticated hit expands and promotes them, the
+// expanded tier keeps its bound, and every packet opens correctly whichever
+// tier its key came from. A forged packet naming a cached sender never
+// promotes it.
+func TestCacheTiers(t *testing.T) {
+	for _, p := range testPaths() {
+		g := newTestGroup(t, 1, p)
+		o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, p)}, CacheCapacity: 8, ExpandedCapacity: 2, Crypto: p.String()})
+		var sealers []*Sealer
+		for i := range 8 {
+			sealers = append(sealers, newTestSealer(t, g, SealerConfig{ID: uint64(100 + i), Crypto: p.String()}))
+		}
+		open := func(s *Sealer, corrupt bool) error {
+			t.Helper()
+			msg := pattern(300, byte(s.id))
+			pkt, err := s.Seal(packet(s, nil, nil, msg), 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if corrupt {
+				pkt[len(pkt)-3] ^= 0x10
+			}
+			r, err := o.Open(pkt, 0)
+			if err == nil && !bytes.Equal(r.Payload, msg) {
+				t.Fatalf("%v: sender %d: wrong payload", p, s.id)
+			}
+			return err
+		}
+		for i, s := range sealers {
+			// The doorkeeper admits a sender on its first or (usually)
+			// second packet, compact.
+			for n := 0; o.CacheStats().Len == i; n++ {
+				if n == 2 {
+					t.Fatalf("%v: sender %d not admitted", p, i)
+				}
+				if err := open(s, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		st0 := o.CacheStats()
+		if st0.Len != 8 || st0.Hits != 0 || st0.Expansions != 0 || st0.Promotions != 0 || st0.Expanded != 2 {
+			t.Fatalf("%v: after admission: %+v", p, st0)
+		}
+		// A forged packet under a cached sender: a compact hit that fails
+		// and promotes nothing.
+		if err := open(sealers[0], true); !errors.Is(err, ErrAuth) {
+			t.Fatalf("%v: forged packet: %v", p, err)
+		}
+		if st := o.CacheStats(); st.Expansions != 1 || st.Promotions != 0 {
+			t.Fatalf("%v: forged packet promoted: %+v", p, st)
+		}
+		for _, s := range sealers { // each expanded and promoted in turn
+			if err := open(s, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := o.CacheStats()
+		if st.Expansions != 9 || st.Promotions != 8 || st.Len != 8 || st.Evictions != 0 || st.Misses != st0.Misses {
+			t.Fatalf("%v: after one hit each: %+v", p, st)
+		}
+		// The last two promoted are expanded: hits without expansion.
+		for _, s := range sealers[6:] {
+			if err := open(s, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st2 := o.CacheStats(); st2.Expansions != st.Expansions || st2.Hits != st.Hits+2 {
+			t.Fatalf("%v: expanded entries were not hit: %+v then %+v", p, st, st2)
+		}
+		// Count the expanded slots in use: never more than the bound, and
+		// every one linked both ways.
+		used := 0
+		for i := range o.cache.shards {
+			sh := &o.cache.shards[i]
+			for e := range sh.exp {
+				if ow := sh.exp[e].owner; ow >= 0 {
+					used++
+					if sh.slots[ow].exp != int32(e) {
+						t.Fatalf("%v: expanded slot %d owned by %d, which points at %d", p, e, ow, sh.slots[ow].exp)
+					}
+				}
+			}
+		}
+		if used != 2 {
+			t.Fatalf("%v: %d expanded slots in use, bound 2", p, used)
+		}
+		// Compact only: every hit expands, nothing is promoted.
+		oc := newTestOpener(t, OpenerConfig{Groups: []*Group{g}, CacheCapacity: 8, ExpandedCapacity: -1, Crypto: p.String()})
+		o = oc
+		for range 5 {
+			if err := open(sealers[3], false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := oc.CacheStats(); st.Hits != 3 || st.Expansions != 3 || st.Promotions != 0 || st.Expanded != 0 {
+			t.Fatalf("%v: compact-only cache: %+v", p, st)
+		}
+		oc.PurgeCache()
+		if st := oc.CacheStats(); st.Len != 0 {
+			t.Fatalf("%v: after purge: %+v", p, st)
+		}
+	}
+}
+
+// TestCacheIndex drives one shard's open-addressing index through random
+// admissions and CLOCK evictions (small tables, so probe runs collide and
+// wrap around) and checks after every step that exactly the used slots are
+// found and nothing else is.
+func TestCacheIndex(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, capacity := range []int{1, 3, 4, 7, 16} {
+		c := newKeyCache(capacity, 0)
+		sh := &c.shards[0]
+		keys := make([]cacheKey, 3*capacity+2)
+		for i := range keys {
+			keys[i] = cacheKey{master: 7, id: r.Uint64(), epoch: uint16(i)}
+		}
+		for step := range 3000 {
+			k := keys[r.IntN(len(keys))]
+			mat := material{key: [32]byte{byte(step)}}
+			sh.put(k, k.hash(), &mat)
+			if step%7 == 0 {
+				sh.slots[r.IntN(len(sh.slots))].ref.Store(false)
+			}
+			inUse := 0
+			for i := range sh.slots {
+				if sh.slots[i].used {
+					inUse++
+				}
+			}
+			filled := 0
+			for _, e := range sh.idx {
+				if e != 0 {
+					filled++
+				}
+			}
+			if inUse != sh.n || filled != sh.n || sh.n > capacity {
+				t.Fatalf("cap %d step %d: %d slots used, n %d, %d index entries", capacity, step, inUse, sh.n, filled)
+			}
+			for _, q := range keys {
+				i, _ := sh.find(q, q.hash())
+				want := -1
+				for j := range sh.slots {
+					if sh.slots[j].used && sh.slots[j].key == q {
+						want = j
+					}
+				}
+				if i != want {
+					t.Fatalf("cap %d step %d: find(%v) = %d, want %d", capacity, step, q, i, want)
+				}
 			}
 		}
 	}

@@ -26,7 +26,7 @@ func FuzzOpen(f *testing.F) {
 	}
 	f.Add([]byte{}, 0)
 	f.Add([]byte{0x16, 0x10, 0, 0}, 0)
-	o, err := NewOpener(OpenerConfig{Groups: []*Group{g}, CacheCapacity: 8})
+	o, err := NewOpener(OpenerConfig{Groups: []*Group{g}, CacheCapacity: 8, ExpandedCapacity: 1}) // both tiers in use
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -22,6 +22,12 @@ type OpenerConfig struct {
 	// entries. 0 keeps no cache: every packet derives its key (the pure
 	// stateless mode).
 	CacheCapacity int
+	// ExpandedCapacity bounds how many cached keys also keep their
+	// expanded form (AES round keys and GHASH powers, ~530 bytes each
+	// against ~96 for the bare key), so that a packet under them skips the
+	// key expansion too. 0 means min(CacheCapacity,
+	// DefaultExpandedCapacity); a negative value keeps none expanded.
+	ExpandedCapacity int
 	// EpochWindow is how many epochs behind the group's current epoch are
 	// still accepted; 0 means DefaultEpochWindow, a negative value accepts
 	// only the current epoch (and the one ahead). One epoch ahead is always
@@ -76,6 +82,10 @@ func NewOpener(cfg OpenerConfig) (*Opener, error) {
 	if cfg.CacheCapacity < 0 {
 		return nil, fmt.Errorf("%w: negative cache capacity", ErrConfig)
 	}
+	expanded := cfg.ExpandedCapacity
+	if expanded == 0 {
+		expanded = DefaultExpandedCapacity
+	}
 	p, err := pathFor(cfg.Crypto)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -93,7 +103,7 @@ func NewOpener(cfg OpenerConfig) (*Opener, error) {
 		groups: append([]*Group(nil), cfg.Groups...),
 		window: uint16(w),
 		path:   p,
-		cache:  newKeyCache(cfg.CacheCapacity),
+		cache:  newKeyCache(cfg.CacheCapacity, expanded),
 	}
 	o.pool.New = func() any { return new(derived) }
 	return o, nil
@@ -202,27 +212,51 @@ func (o *Opener) open(pkt []byte, hdrOff int, dst []byte) (Opened, error) {
 // derived into scratch and offered to the cache if the packet
 // authenticates.
 func (o *Opener) openKeys(m *masterKey, h *Header, out, ct, aad []byte) error {
-	ck := cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}
 	if o.cache != nil {
-		if d, sh, ok := o.cache.lookup(ck); ok {
-			err := openWith(d, h, out, ct, aad)
-			sh.mu.RUnlock()
-			return err
-		}
-	} else {
-		o.misses.Add(1)
+		return o.openCached(m, h, out, ct, aad)
 	}
+	o.misses.Add(1)
 	d := o.pool.Get().(*derived)
 	err := m.derive(d, o.path, h.Mode, h.ID, h.Epoch)
 	if err == nil {
 		err = openWith(d, h, out, ct, aad)
 	}
-	if o.cache != nil {
-		if err == nil {
-			o.cache.admit(ck, d)
-		} else {
-			o.cache.shardOf(ck).deferred.Add(1)
-		}
+	d.aead.Wipe()
+	clear(d.ivMask[:])
+	o.pool.Put(d)
+	return err
+}
+
+func (o *Opener) openCached(m *masterKey, h *Header, out, ct, aad []byte) error {
+	ck := cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}
+	var mat material
+	c, sh, compact := o.cache.lookup(ck, &mat)
+	if c != nil {
+		err := openWith(c, h, out, ct, aad)
+		sh.mu.RUnlock()
+		return err
+	}
+	d := o.pool.Get().(*derived)
+	var err error
+	if compact {
+		// A cached key held without its expansion: expand it again.
+		err = d.aead.Init(o.path, mat.key[:])
+		d.ivMask = mat.ivMask
+		clear(mat.key[:])
+	} else {
+		err = m.derive(d, o.path, h.Mode, h.ID, h.Epoch)
+	}
+	if err == nil {
+		err = openWith(d, h, out, ct, aad)
+	}
+	switch {
+	case compact && err == nil:
+		o.cache.promote(ck, d)
+	case compact:
+	case err == nil:
+		o.cache.admit(ck, d)
+	default:
+		sh.deferred.Add(1)
 	}
 	d.aead.Wipe()
 	clear(d.ivMask[:])

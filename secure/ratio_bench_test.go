@@ -1,6 +1,7 @@
 package secure
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/sealring/sealring/internal/benchutil"
@@ -56,6 +57,23 @@ func BenchmarkRatio(b *testing.B) {
 	b.Run("OpenNoCache-vs-Open/1400", func(b *testing.B) {
 		benchutil.Paired(b, func() { copy(work, pkt); o0.Open(work, 0) }, func() { copy(work, pkt); o.Open(work, 0) })
 	})
+	// A hit on a compact cache entry (bare key, expanded again per packet)
+	// against a hit on an expanded one.
+	oc := newTestOpener(b, OpenerConfig{Groups: []*Group{g}, CacheCapacity: 1024, ExpandedCapacity: -1})
+	for _, n := range []int{64, 1400} {
+		pkt, _ := s.Seal(packet(s, nil, nil, make([]byte, n)), 0, 0)
+		work := make([]byte, len(pkt))
+		for range 3 {
+			copy(work, pkt)
+			oc.Open(work, 0) // admit
+		}
+		b.Run(fmt.Sprintf("OpenCompact-vs-Open/%d", n), func(b *testing.B) {
+			benchutil.Paired(b, func() { copy(work, pkt); oc.Open(work, 0) }, func() { copy(work, pkt); o.Open(work, 0) })
+		})
+		b.Run(fmt.Sprintf("OpenNoCache-vs-OpenCompact/%d", n), func(b *testing.B) {
+			benchutil.Paired(b, func() { copy(work, pkt); o0.Open(work, 0) }, func() { copy(work, pkt); oc.Open(work, 0) })
+		})
+	}
 }
 
 func itoa(n int) string {

@@ -102,6 +102,31 @@ func (b *Block) Init(p cpu.Path, key []byte) error {
 // Path returns the implementation b was initialised for.
 func (b *Block) Path() cpu.Path { return b.path }
 
+// Key writes the AES key b was initialised with to dst and returns its
+// length (16 or 32), or 0 if b is not initialised. The key is the first
+// round keys of the schedule, so this costs nothing to keep; callers that
+// cache keys compactly (secure's key cache) store it instead of the
+// expanded schedule.
+func (b *Block) Key(dst *[32]byte) int {
+	n := 0
+	switch b.nr {
+	case 10:
+		n = 16
+	case 14:
+		n = 32
+	default:
+		return 0
+	}
+	for i := range n / 4 {
+		if b.path == cpu.Generic {
+			binary.BigEndian.PutUint32(dst[4*i:], b.rk[i])
+		} else {
+			binary.LittleEndian.PutUint32(dst[4*i:], b.rk[i])
+		}
+	}
+	return n
+}
+
 // Wipe zeroes the key material; b must be initialised again before use.
 func (b *Block) Wipe() {
 	clear(b.rk[:])
@@ -278,6 +303,10 @@ func (a *AEAD) Overhead() int { return tagSize }
 
 // Path returns the implementation a was initialised for.
 func (a *AEAD) Path() cpu.Path { return a.blk.path }
+
+// Key writes the AES key a was initialised with (also by InitKDF) to dst
+// and returns its length, or 0 if a is not initialised.
+func (a *AEAD) Key(dst *[32]byte) int { return a.blk.Key(dst) }
 
 // Wipe zeroes the key material; a must be initialised again before use.
 func (a *AEAD) Wipe() {

@@ -240,3 +240,49 @@ func FuzzInitKDF(f *testing.F) {
 		}
 	})
 }
+
+// TestKey: Key returns the key Init was given and the key InitKDF derived,
+// on every path, so a key cache can keep the bare key and expand it again.
+func TestKey(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var a AEAD
+	var k [32]byte
+	if n := a.Key(&k); n != 0 {
+		t.Fatalf("uninitialised AEAD: Key = %d", n)
+	}
+	for _, p := range testPaths() {
+		for _, ks := range []int{16, 32} {
+			key := randBytes(r, ks)
+			if err := a.Init(p, key); err != nil {
+				t.Fatal(err)
+			}
+			if n := a.Key(&k); n != ks || !bytes.Equal(k[:n], key) {
+				t.Fatalf("%v/%d: Key = %x (%d), want %x", p, ks, k[:n], n, key)
+			}
+			// InitKDF: Init with the returned key must rebuild the same AEAD.
+			var kdf Block
+			if err := kdf.Init(p, key); err != nil {
+				t.Fatal(err)
+			}
+			var d, again AEAD
+			var m [12]byte
+			if err := d.InitKDF(p, &kdf, r.Uint64(), r.Uint64(), &m); err != nil {
+				t.Fatal(err)
+			}
+			n := d.Key(&k)
+			if n != 32 {
+				t.Fatalf("%v: InitKDF key length %d", p, n)
+			}
+			if err := again.Init(p, k[:n]); err != nil {
+				t.Fatal(err)
+			}
+			if again != d {
+				t.Fatalf("%v/%d: Init(Key()) differs from InitKDF's AEAD", p, ks)
+			}
+		}
+	}
+	a.Wipe()
+	if n := a.Key(&k); n != 0 {
+		t.Fatalf("wiped AEAD: Key = %d", n)
+	}
+}
