@@ -9,7 +9,10 @@
 // memory (heap in use after GC, around building and warming the
 // receiver), for:
 //
-//   - sealring, cache capacity 0 (derive every packet), 1024 and 65536;
+//   - sealring, cache capacity 0 (derive every packet), 1024 and 65536
+//     with the library's default of 1024 entries kept expanded (the rest
+//     hold the bare data key and IV mask), and 65536 all expanded
+//     ("/allexp");
 //
 //   - stateful: one pre-established crypto/cipher AES-256-GCM per sender in
 //     a map, as a session-based receiver holds;
@@ -123,7 +126,7 @@ func bench(c config, out io.Writer) error {
 	}
 	if !c.jsonOut {
 		fmt.Fprintf(out, "# sealring stateless receiver: %d packets per row, crypto %s, Zipf s=%.2f\n", c.packets, secure.CryptoPath(), c.zipfS)
-		fmt.Fprintf(out, "# %9s %8s %5s %-18s %12s %9s %7s %11s\n", "senders", "dist", "size", "receiver", "packets/s", "ns/pkt", "hit%", "state(MiB)")
+		fmt.Fprintf(out, "# %9s %8s %5s %-27s %12s %9s %7s %11s\n", "senders", "dist", "size", "receiver", "packets/s", "ns/pkt", "hit%", "state(MiB)")
 	}
 	enc := json.NewEncoder(out)
 	emit := func(r row) {
@@ -135,7 +138,7 @@ func bench(c config, out io.Writer) error {
 		if r.HitRate >= 0 {
 			hit = fmt.Sprintf("%.1f", 100*r.HitRate)
 		}
-		fmt.Fprintf(out, "  %9d %8s %5d %-18s %12.0f %9.1f %7s %11.2f\n", r.N, r.Dist, r.Size, r.Receiver, r.PktPerSec, r.NsPerPkt, hit, r.StateMiB)
+		fmt.Fprintf(out, "  %9d %8s %5d %-27s %12.0f %9.1f %7s %11.2f\n", r.N, r.Dist, r.Size, r.Receiver, r.PktPerSec, r.NsPerPkt, hit, r.StateMiB)
 	}
 	rng := mrand.New(mrand.NewPCG(c.seed, 0x5ea1))
 	for _, n := range c.ns {
@@ -156,8 +159,10 @@ func bench(c config, out io.Writer) error {
 				if err != nil {
 					return err
 				}
-				for _, capacity := range []int{0, 1024, 65536} {
-					r, err := measureSealring(group, warm, pk, capacity)
+				// The library default keeps 1 024 of the cached keys
+				// expanded; the last row keeps all 65 536 expanded.
+				for _, cc := range []struct{ capacity, expanded int }{{0, 0}, {1024, 0}, {65536, 0}, {65536, 65536}} {
+					r, err := measureSealring(group, warm, pk, cc.capacity, cc.expanded)
 					if err != nil {
 						return err
 					}
@@ -312,10 +317,10 @@ func mib(before, after uint64) float64 {
 
 // measureSealring opens the trace with a fresh Opener: one warm pass
 // (fills the cache as a running receiver's would be), then a timed pass.
-func measureSealring(g *secure.Group, warm, st *sealedTrace, capacity int) (row, error) {
+func measureSealring(g *secure.Group, warm, st *sealedTrace, capacity, expanded int) (row, error) {
 	work := make([]byte, st.offs[1]-st.offs[0])
 	before := heapInUse()
-	o, err := secure.NewOpener(secure.OpenerConfig{Groups: []*secure.Group{g}, CacheCapacity: capacity, EpochWindow: 2})
+	o, err := secure.NewOpener(secure.OpenerConfig{Groups: []*secure.Group{g}, CacheCapacity: capacity, ExpandedCapacity: expanded, EpochWindow: 2})
 	if err != nil {
 		return row{}, err
 	}
@@ -340,7 +345,11 @@ func measureSealring(g *secure.Group, warm, st *sealedTrace, capacity int) (row,
 	el := time.Since(t0)
 	s1 := o.CacheStats()
 	n := float64(len(st.offs) - 1)
-	r := row{Receiver: fmt.Sprintf("sealring/cache=%d", capacity), StateMiB: state,
+	name := fmt.Sprintf("sealring/cache=%d", capacity)
+	if expanded >= capacity && capacity > secure.DefaultExpandedCapacity {
+		name += "/allexp"
+	}
+	r := row{Receiver: name, StateMiB: state,
 		PktPerSec: n / el.Seconds(), NsPerPkt: float64(el.Nanoseconds()) / n, HitRate: -1}
 	if capacity > 0 {
 		r.HitRate = float64(s1.Hits-s0.Hits) / n

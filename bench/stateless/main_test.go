@@ -24,7 +24,7 @@ func TestStatelessBench(t *testing.T) {
 		}
 		rows = append(rows, r)
 	}
-	if len(rows) != 2*2*5 {
+	if len(rows) != 2*2*6 {
 		t.Fatalf("%d rows", len(rows))
 	}
 	state := map[string]map[int]float64{}
