@@ -39,6 +39,9 @@ type CacheStats struct {
 	// key, which was rebuilt for the packet; Promotions those after which
 	// the entry was given an expanded slot.
 	Expansions, Promotions uint64
+	// Bypassed counts packets that skipped the cache because it was
+	// hardly ever hitting (see bypass below).
+	Bypassed uint64
 	// Capacity is the cache's bound in entries, Expanded how many of them
 	// can keep their expanded key; Len the entries held.
 	Capacity, Expanded, Len int
@@ -54,6 +57,24 @@ type CacheStats struct {
 // authenticates promotes it to an expanded slot (CLOCK among the expanded
 // slots), so the expanded tier holds the senders seen at least three times
 // recently. A derivation on a miss goes into a pooled scratch entry.
+
+// A cache that almost never hits (far more live senders than entries, as
+// for a server facing a million clients) costs more than it saves: a miss
+// probes a cold index and doorkeeper and may evict, about as much as a
+// derivation again. So each shard watches its hit rate among packets that
+// authenticated, over windows of bypassWindow such packets; below
+// 1/bypassEnter it bypasses itself for all but one packet in bypassSample
+// (chosen by sender ID and counter), which keep measuring and admitting;
+// at 1/bypassExit or more it turns back on. Forged packets never reach the
+// rate (they fail before admission), so an attacker cannot switch a
+// shard's cache off unless genuine hits are a tiny share of what
+// authenticates.
+const (
+	bypassWindow = 256
+	bypassEnter  = 128
+	bypassExit   = 32
+	bypassSample = 16
+)
 
 type keyCache struct {
 	shards      []cacheShard
@@ -79,6 +100,11 @@ type cacheShard struct {
 	deferred atomic.Uint64
 	expands  atomic.Uint64
 	promotes atomic.Uint64
+	bypassed atomic.Uint64
+	admits   atomic.Uint64 // authenticated misses
+	lastHits atomic.Uint64 // hits and admits at the last evaluation
+	lastAdm  atomic.Uint64
+	bypass   atomic.Bool
 	door     []atomic.Uint64 // doorkeeper bits
 	doorSet  atomic.Int64    // bits set since the last clear
 	_        [64]byte        // keep neighbouring shards' locks apart
@@ -218,8 +244,7 @@ func (sh *cacheShard) unindex(p int) {
 // so the entry cannot be evicted while in use. On a hit on a compact entry
 // it copies the material to mat and returns compact == true, nothing
 // locked. On a miss it returns d == nil, compact == false.
-func (c *keyCache) lookup(k cacheKey, mat *material) (d *derived, sh *cacheShard, compact bool) {
-	h := k.hash()
+func (c *keyCache) lookup(k cacheKey, h uint64, mat *material) (d *derived, sh *cacheShard, compact bool) {
 	sh = &c.shards[h&c.mask]
 	sh.mu.RLock()
 	if i, _ := sh.find(k, h); i >= 0 {
@@ -227,7 +252,9 @@ func (c *keyCache) lookup(k cacheKey, mat *material) (d *derived, sh *cacheShard
 		if !sl.ref.Load() {
 			sl.ref.Store(true)
 		}
-		sh.hits.Add(1)
+		if sh.hits.Add(1)%bypassWindow == 0 {
+			sh.evaluate()
+		}
 		if e := sl.exp; e >= 0 {
 			x := &sh.exp[e]
 			if !x.ref.Load() {
@@ -248,9 +275,11 @@ func (c *keyCache) lookup(k cacheKey, mat *material) (d *derived, sh *cacheShard
 // admit is called after a miss whose packet authenticated under d: it
 // caches d's key material if the doorkeeper has seen k before, evicting an
 // entry chosen by CLOCK.
-func (c *keyCache) admit(k cacheKey, d *derived) {
-	h := k.hash()
+func (c *keyCache) admit(k cacheKey, h uint64, d *derived) {
 	sh := &c.shards[h&c.mask]
+	if sh.admits.Add(1)%bypassWindow == 0 {
+		sh.evaluate()
+	}
 	if !sh.seenBefore(h >> 32) {
 		sh.deferred.Add(1)
 		return
@@ -284,6 +313,31 @@ func (sh *cacheShard) put(k cacheKey, h uint64, mat *material) {
 	sh.n++
 }
 
+// evaluate turns the shard's bypass on or off from its hit rate among
+// authenticated packets since the last evaluation. Concurrent calls may
+// each see part of a window; the rate is a heuristic, never a decision
+// about a packet.
+func (sh *cacheShard) evaluate() {
+	h, a := sh.hits.Load(), sh.admits.Load()
+	dh, da := h-sh.lastHits.Swap(h), a-sh.lastAdm.Swap(a)
+	total := dh + da
+	if total < bypassWindow/2 {
+		return
+	}
+	switch on := sh.bypass.Load(); {
+	case !on && dh*bypassEnter < total:
+		sh.bypass.Store(true)
+	case on && dh*bypassExit >= total:
+		sh.bypass.Store(false)
+	}
+}
+
+// skip reports whether a packet with this sender ID and counter should
+// bypass shard sh.
+func (sh *cacheShard) skip(id, ctr uint64) bool {
+	return sh.bypass.Load() && (id^ctr)%bypassSample != 0
+}
+
 // evict drops slot i's index entry and expanded slot and wipes it. The
 // caller holds sh.mu for writing.
 func (sh *cacheShard) evict(i int) {
@@ -305,8 +359,7 @@ func (sh *cacheShard) evict(i int) {
 // promote gives k's entry an expanded slot holding d, evicting the
 // expanded form of another entry chosen by CLOCK. It is called after a
 // packet authenticated under d, an expansion of k's material.
-func (c *keyCache) promote(k cacheKey, d *derived) {
-	h := k.hash()
+func (c *keyCache) promote(k cacheKey, h uint64, d *derived) {
 	sh := &c.shards[h&c.mask]
 	if len(sh.exp) == 0 {
 		return
@@ -397,6 +450,7 @@ func (c *keyCache) stats() CacheStats {
 		s.Deferred += sh.deferred.Load()
 		s.Expansions += sh.expands.Load()
 		s.Promotions += sh.promotes.Load()
+		s.Bypassed += sh.bypassed.Load()
 		sh.mu.RLock()
 		s.Len += sh.n
 		sh.mu.RUnlock()
@@ -427,4 +481,4 @@ func (c *keyCache) purge() {
 	}
 }
 
-func (c *keyCache) shardOf(k cacheKey) *cacheShard { return &c.shards[k.hash()&c.mask] }
+func (c *keyCache) shardOf(h uint64) *cacheShard { return &c.shards[h&c.mask] }

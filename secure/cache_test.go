@@ -366,3 +366,85 @@ func TestCacheIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheBypass: a shard whose cache hardly ever hits among authenticated
+// packets bypasses itself for most packets, and turns back on when senders
+// repeat again; forged packets, however many, never switch it off.
+func TestCacheBypass(t *testing.T) {
+	g := newTestGroup(t, 1, defaultPath)
+	o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, defaultPath)}, CacheCapacity: 16})
+	if len(o.cache.shards) != 1 {
+		t.Fatalf("%d shards", len(o.cache.shards))
+	}
+	open := func(s *Sealer, corrupt bool) error {
+		t.Helper()
+		msg := pattern(40, byte(s.id))
+		pkt, err := s.Seal(packet(s, nil, nil, msg), 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if corrupt {
+			pkt[len(pkt)-1] ^= 1
+		}
+		r, err := o.Open(pkt, 0)
+		if err == nil && !bytes.Equal(r.Payload, msg) {
+			t.Fatal("wrong payload")
+		}
+		return err
+	}
+	hot := make([]*Sealer, 4)
+	for i := range hot {
+		hot[i] = newTestSealer(t, g, SealerConfig{ID: uint64(i + 1)})
+	}
+	for i := range 2000 {
+		if err := open(hot[i%4], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Forged packets from many IDs, 50 for every genuine one: the cache
+	// keeps hitting on what authenticates and stays on.
+	for i := range 20000 {
+		if i%50 == 0 {
+			if err := open(hot[i%4], false); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		f := newTestSealer(t, g, SealerConfig{ID: uint64(1000 + i)})
+		if err := open(f, true); !errors.Is(err, ErrAuth) {
+			t.Fatalf("forged packet: %v", err)
+		}
+	}
+	if st := o.CacheStats(); st.Bypassed != 0 || o.cache.shards[0].bypass.Load() {
+		t.Fatalf("forged packets turned the cache off: %+v", st)
+	}
+	// 6000 genuine senders, once each: nothing hits, the shard bypasses.
+	for i := range 6000 {
+		if err := open(newTestSealer(t, g, SealerConfig{ID: uint64(100000 + i)}), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := o.CacheStats()
+	if st.Bypassed < 3000 || !o.cache.shards[0].bypass.Load() {
+		t.Fatalf("one-off senders: the cache was not bypassed: %+v", st)
+	}
+	// The hot senders return: sampled packets re-admit them, the hit rate
+	// climbs and the cache turns back on.
+	for i := range 20000 {
+		if err := open(hot[i%4], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.cache.shards[0].bypass.Load() {
+		t.Fatalf("hot senders again: still bypassed: %+v", o.CacheStats())
+	}
+	st2 := o.CacheStats()
+	for i := range 400 {
+		if err := open(hot[i%4], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st3 := o.CacheStats(); st3.Hits != st2.Hits+400 || st3.Bypassed != st2.Bypassed {
+		t.Fatalf("after the cache turned back on: %+v then %+v", st2, st3)
+	}
+}

@@ -216,6 +216,11 @@ func (o *Opener) openKeys(m *masterKey, h *Header, out, ct, aad []byte) error {
 		return o.openCached(m, h, out, ct, aad)
 	}
 	o.misses.Add(1)
+	return o.openDerived(m, h, out, ct, aad)
+}
+
+// openDerived derives the data key into scratch and opens with it.
+func (o *Opener) openDerived(m *masterKey, h *Header, out, ct, aad []byte) error {
 	d := o.pool.Get().(*derived)
 	err := m.derive(d, o.path, h.Mode, h.ID, h.Epoch)
 	if err == nil {
@@ -229,8 +234,13 @@ func (o *Opener) openKeys(m *masterKey, h *Header, out, ct, aad []byte) error {
 
 func (o *Opener) openCached(m *masterKey, h *Header, out, ct, aad []byte) error {
 	ck := cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}
+	hash := ck.hash()
+	if sh := o.cache.shardOf(hash); sh.skip(h.ID, h.Counter) {
+		sh.bypassed.Add(1)
+		return o.openDerived(m, h, out, ct, aad)
+	}
 	var mat material
-	c, sh, compact := o.cache.lookup(ck, &mat)
+	c, sh, compact := o.cache.lookup(ck, hash, &mat)
 	if c != nil {
 		err := openWith(c, h, out, ct, aad)
 		sh.mu.RUnlock()
@@ -251,10 +261,10 @@ func (o *Opener) openCached(m *masterKey, h *Header, out, ct, aad []byte) error 
 	}
 	switch {
 	case compact && err == nil:
-		o.cache.promote(ck, d)
+		o.cache.promote(ck, hash, d)
 	case compact:
 	case err == nil:
-		o.cache.admit(ck, d)
+		o.cache.admit(ck, hash, d)
 	default:
 		sh.deferred.Add(1)
 	}
