@@ -30,6 +30,9 @@ type cacheKey struct {
 
 // CacheStats counts key-cache events since the Opener was made.
 type CacheStats struct {
+	// Hits counts packets that authenticated under a cached key; Misses
+	// lookups that found no entry, forged packets included. (A forged
+	// packet naming a cached sender is in neither.)
 	Hits, Misses, Evictions uint64
 	// Deferred counts misses whose keys were not cached: the packet
 	// failed to authenticate, or its key context was seen for the first
@@ -43,7 +46,8 @@ type CacheStats struct {
 	// hardly ever hitting (see bypass below).
 	Bypassed uint64
 	// Capacity is the cache's bound in entries, Expanded how many of them
-	// can keep their expanded key; Len the entries held.
+	// can keep their expanded key (at least one per shard when
+	// ExpandedCapacity > 0); Len the entries held.
 	Capacity, Expanded, Len int
 }
 
@@ -145,7 +149,7 @@ func newKeyCache(capacity, expanded int) *keyCache {
 	for n < maxShards && n*16 < capacity {
 		n *= 2
 	}
-	c := &keyCache{shards: make([]cacheShard, n), mask: uint64(n - 1), cap: capacity, expCap: expanded}
+	c := &keyCache{shards: make([]cacheShard, n), mask: uint64(n - 1), cap: capacity}
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sz := share(capacity, n, i)
@@ -158,7 +162,14 @@ func newKeyCache(capacity, expanded int) *keyCache {
 			ni *= 2
 		}
 		sh.idx = make([]uint64, ni)
-		sh.exp = make([]expSlot, share(expanded, n, i))
+		ne := share(expanded, n, i)
+		if expanded > 0 {
+			// A shard without an expanded slot would expand its hot
+			// senders again on every packet.
+			ne = max(ne, 1)
+		}
+		c.expCap += ne
+		sh.exp = make([]expSlot, ne)
 		for j := range sh.exp {
 			sh.exp[j].owner = -1
 		}
@@ -239,37 +250,48 @@ func (sh *cacheShard) unindex(p int) {
 	}
 }
 
-// lookup finds k. On a hit on an expanded entry it returns d with the
-// shard read-locked; the caller must call sh.mu.RUnlock when done with d,
-// so the entry cannot be evicted while in use. On a hit on a compact entry
-// it copies the material to mat and returns compact == true, nothing
+// lookup finds k. On a hit on an expanded entry it returns d and the
+// slot with the shard read-locked; the caller must call sh.mu.RUnlock when
+// done with d, so the entry cannot be evicted while in use, and call
+// sh.hit(slot) first if the packet authenticated. On a hit on a compact
+// entry it copies the material to mat and returns compact == true, nothing
 // locked. On a miss it returns d == nil, compact == false.
-func (c *keyCache) lookup(k cacheKey, h uint64, mat *material) (d *derived, sh *cacheShard, compact bool) {
+//
+// Reference bits and hits are set only for packets that authenticate, so a
+// forged packet naming a cached sender (its ID is in clear) cannot keep an
+// entry looking used.
+func (c *keyCache) lookup(k cacheKey, h uint64, mat *material) (d *derived, sh *cacheShard, slot int, compact bool) {
 	sh = &c.shards[h&c.mask]
 	sh.mu.RLock()
 	if i, _ := sh.find(k, h); i >= 0 {
 		sl := &sh.slots[i]
-		if !sl.ref.Load() {
-			sl.ref.Store(true)
-		}
-		if sh.hits.Add(1)%bypassWindow == 0 {
-			sh.evaluate()
-		}
 		if e := sl.exp; e >= 0 {
-			x := &sh.exp[e]
-			if !x.ref.Load() {
-				x.ref.Store(true)
-			}
-			return &x.keys, sh, false
+			return &sh.exp[e].keys, sh, i, false
 		}
 		*mat = sl.mat
 		sh.mu.RUnlock()
 		sh.expands.Add(1)
-		return nil, sh, true
+		return nil, sh, i, true
 	}
 	sh.mu.RUnlock()
 	sh.misses.Add(1)
-	return nil, sh, false
+	return nil, sh, -1, false
+}
+
+// hit records an authenticated packet under slot i: its reference bits
+// and the hit count. The caller holds sh.mu (read or write) and slot i
+// holds the key the packet was opened with.
+func (sh *cacheShard) hit(i int) {
+	sl := &sh.slots[i]
+	if !sl.ref.Load() {
+		sl.ref.Store(true)
+	}
+	if e := sl.exp; e >= 0 && !sh.exp[e].ref.Load() {
+		sh.exp[e].ref.Store(true)
+	}
+	if sh.hits.Add(1)%bypassWindow == 0 {
+		sh.evaluate()
+	}
 }
 
 // admit is called after a miss whose packet authenticated under d: it
@@ -292,7 +314,7 @@ func (c *keyCache) admit(k cacheKey, h uint64, d *derived) {
 	sh.mu.Lock()
 	sh.put(k, h, &mat)
 	sh.mu.Unlock()
-	clear(mat.key[:])
+	mat = material{}
 }
 
 // put caches mat under k unless k is cached already. The caller holds
@@ -356,18 +378,28 @@ func (sh *cacheShard) evict(i int) {
 	sh.n--
 }
 
-// promote gives k's entry an expanded slot holding d, evicting the
-// expanded form of another entry chosen by CLOCK. It is called after a
-// packet authenticated under d, an expansion of k's material.
+// promote records a hit on k's compact entry and gives it an expanded
+// slot holding d, evicting the expanded form of another entry chosen by
+// CLOCK. It is called after a packet authenticated under d, an expansion
+// of k's material.
 func (c *keyCache) promote(k cacheKey, h uint64, d *derived) {
 	sh := &c.shards[h&c.mask]
 	if len(sh.exp) == 0 {
+		sh.mu.RLock()
+		if i, _ := sh.find(k, h); i >= 0 {
+			sh.hit(i)
+		}
+		sh.mu.RUnlock()
 		return
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	i, _ := sh.find(k, h)
-	if i < 0 || sh.slots[i].exp >= 0 { // evicted, or promoted concurrently
+	if i < 0 { // evicted meanwhile
+		return
+	}
+	sh.hit(i)
+	if sh.slots[i].exp >= 0 { // promoted concurrently
 		return
 	}
 	e := sh.expVictim()

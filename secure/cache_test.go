@@ -448,3 +448,113 @@ func TestCacheBypass(t *testing.T) {
 		t.Fatalf("after the cache turned back on: %+v then %+v", st2, st3)
 	}
 }
+
+// TestCacheEveryShardExpands: with fewer expanded entries asked for than
+// shards, every shard still gets an expanded slot, so a hot sender is
+// never expanded again on every packet (found in review: a shard with no
+// expanded slot never promoted).
+func TestCacheEveryShardExpands(t *testing.T) {
+	g := newTestGroup(t, 1, cpu.Generic)
+	o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, cpu.Generic)}, CacheCapacity: 4096, ExpandedCapacity: 8})
+	if st := o.CacheStats(); st.Expanded != len(o.cache.shards) {
+		t.Fatalf("%d shards, %d expanded slots", len(o.cache.shards), st.Expanded)
+	}
+	for i := range o.cache.shards {
+		if len(o.cache.shards[i].exp) == 0 {
+			t.Fatalf("shard %d has no expanded slot", i)
+		}
+	}
+	for id := range uint64(70) { // senders over many shards, 4 packets each
+		s := newTestSealer(t, g, SealerConfig{ID: id + 1})
+		for range 4 {
+			pkt, _ := s.Seal(packet(s, nil, nil, []byte("hot")), 0, 0)
+			if _, err := o.Open(pkt, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st := o.CacheStats(); st.Promotions < 70 {
+		t.Fatalf("senders were not promoted: %+v", st)
+	}
+}
+
+// TestCacheForgedPacketsDoNotTouch: a forged packet naming a cached sender
+// (whose ID travels in clear) sets no reference bit and counts no hit, so
+// it cannot keep a silent sender's entry from eviction or demotion.
+func TestCacheForgedPacketsDoNotTouch(t *testing.T) {
+	g := newTestGroup(t, 1, cpu.Generic)
+	for _, exp := range []int{1, -1} {
+		o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, cpu.Generic)}, CacheCapacity: 4, ExpandedCapacity: exp})
+		s := newTestSealer(t, g, SealerConfig{ID: 42})
+		open := func(corrupt bool) error {
+			pkt, _ := s.Seal(packet(s, nil, nil, []byte("x")), 0, 0)
+			if corrupt {
+				pkt[len(pkt)-1] ^= 1
+			}
+			_, err := o.Open(pkt, 0)
+			return err
+		}
+		for range 3 { // admitted, then hit (and promoted if it can be)
+			if err := open(false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sh := &o.cache.shards[0]
+		slot := -1
+		for i := range sh.slots {
+			if sh.slots[i].used {
+				slot = i
+			}
+		}
+		if slot < 0 || (exp > 0) != (sh.slots[slot].exp >= 0) {
+			t.Fatalf("expanded %d: entry not cached as expected", exp)
+		}
+		sh.slots[slot].ref.Store(false) // as a CLOCK sweep leaves them
+		if e := sh.slots[slot].exp; e >= 0 {
+			sh.exp[e].ref.Store(false)
+		}
+		before := o.CacheStats()
+		if err := open(true); !errors.Is(err, ErrAuth) {
+			t.Fatalf("forged packet: %v", err)
+		}
+		e := sh.slots[slot].exp
+		if sh.slots[slot].ref.Load() || e >= 0 && sh.exp[e].ref.Load() || o.CacheStats().Hits != before.Hits {
+			t.Fatalf("expanded %d: a forged packet touched the entry", exp)
+		}
+		if err := open(false); err != nil {
+			t.Fatal(err)
+		}
+		if !sh.slots[slot].ref.Load() || e >= 0 && !sh.exp[e].ref.Load() || o.CacheStats().Hits != before.Hits+1 {
+			t.Fatalf("expanded %d: a genuine packet did not touch the entry", exp)
+		}
+	}
+}
+
+// TestOpenToOverlap: a destination overlapping the packet is refused with
+// ErrOverlap (it used to panic in the AEAD with the cache shard locked),
+// and the cache stays usable.
+func TestOpenToOverlap(t *testing.T) {
+	g := newTestGroup(t, 1, cpu.Generic)
+	o := newTestOpener(t, OpenerConfig{Groups: []*Group{cloneGroup(t, 1, cpu.Generic)}, CacheCapacity: 4})
+	s := newTestSealer(t, g, SealerConfig{ID: 42})
+	seal := func() []byte {
+		pkt, _ := s.Seal(packet(s, nil, nil, pattern(64, 1)), 0, 0)
+		return pkt
+	}
+	for range 3 {
+		if _, err := o.Open(seal(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pkt := seal()
+	for _, dst := range [][]byte{pkt[1:], pkt, pkt[len(pkt)-70:]} {
+		if _, err := o.OpenTo(dst, pkt, 0); !errors.Is(err, ErrOverlap) {
+			t.Fatalf("overlapping dst: %v", err)
+		}
+	}
+	o.PurgeCache()
+	dst := make([]byte, 64)
+	if r, err := o.OpenTo(dst, pkt, 0); err != nil || !bytes.Equal(r.Payload, pattern(64, 1)) {
+		t.Fatalf("after refusals: %v", err)
+	}
+}

@@ -38,6 +38,8 @@ var (
 	ErrEpochExhausted = errors.New("secure: epoch exhausted, rotate a root key")
 	// ErrConfig: a configuration or key is invalid.
 	ErrConfig = errors.New("secure: invalid configuration")
+	// ErrOverlap: OpenTo's destination overlaps the packet.
+	ErrOverlap = errors.New("secure: destination overlaps the packet")
 	// ErrKeySize: a key has the wrong length.
 	ErrKeySize = errors.New("secure: invalid key size")
 )

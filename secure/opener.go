@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/sealring/sealring/internal/cpu"
 )
@@ -145,7 +146,8 @@ func (o *Opener) Open(pkt []byte, hdrOff int) (Opened, error) {
 }
 
 // OpenTo is Open, except that the payload is decrypted into dst, which
-// must be at least as long as the payload and must not overlap pkt, and
+// must be at least as long as the payload and must not overlap pkt (that
+// fails with ErrOverlap), and
 // pkt is left unchanged. It saves a copy when the payload's destination is
 // known, such as a receive buffer posted by the application. Opened.Payload
 // is dst[:payload length]. A dst that is too short fails with ErrTruncated
@@ -195,6 +197,9 @@ func (o *Opener) open(pkt []byte, hdrOff int, dst []byte) (Opened, error) {
 		if len(dst) < len(ct)-TagSize {
 			return r, errShortDst
 		}
+		if overlaps(dst[:len(ct)-TagSize], pkt[start:]) {
+			return r, ErrOverlap
+		}
 		out = dst
 	}
 	err = o.openKeys(m, h, out, ct, aad)
@@ -240,11 +245,9 @@ func (o *Opener) openCached(m *masterKey, h *Header, out, ct, aad []byte) error 
 		return o.openDerived(m, h, out, ct, aad)
 	}
 	var mat material
-	c, sh, compact := o.cache.lookup(ck, hash, &mat)
+	c, sh, slot, compact := o.cache.lookup(ck, hash, &mat)
 	if c != nil {
-		err := openWith(c, h, out, ct, aad)
-		sh.mu.RUnlock()
-		return err
+		return openLocked(c, sh, slot, h, out, ct, aad)
 	}
 	d := o.pool.Get().(*derived)
 	var err error
@@ -252,7 +255,7 @@ func (o *Opener) openCached(m *masterKey, h *Header, out, ct, aad []byte) error 
 		// A cached key held without its expansion: expand it again.
 		err = d.aead.Init(o.path, mat.key[:])
 		d.ivMask = mat.ivMask
-		clear(mat.key[:])
+		mat = material{}
 	} else {
 		err = m.derive(d, o.path, h.Mode, h.ID, h.Epoch)
 	}
@@ -271,6 +274,26 @@ func (o *Opener) openCached(m *masterKey, h *Header, out, ct, aad []byte) error 
 	d.aead.Wipe()
 	clear(d.ivMask[:])
 	o.pool.Put(d)
+	return err
+}
+
+// overlaps reports whether a and b share memory.
+func overlaps(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	a0, b0 := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
+	return a0 < b0+uintptr(len(b)) && b0 < a0+uintptr(len(a))
+}
+
+// openLocked opens under an expanded cache entry of shard sh, which is
+// read-locked, and unlocks it, also if the open panics.
+func openLocked(d *derived, sh *cacheShard, slot int, h *Header, out, ct, aad []byte) error {
+	defer sh.mu.RUnlock()
+	err := openWith(d, h, out, ct, aad)
+	if err == nil {
+		sh.hit(slot)
+	}
 	return err
 }
 
