@@ -274,6 +274,26 @@ func (a *AEAD) InitKDF(p cpu.Path, kdf *Block, hi, lo uint64, mask *[12]byte) er
 	return a.initKDFSlow(p, kdf, hi, lo, mask)
 }
 
+// InitKDFPair is a.InitKDF(p, ka, hiA, loA, maskA) and
+// b.InitKDF(p, kb, hiB, loB, maskB), with exactly their results. On the
+// VAES512 path with AES-256 KDF keys the two derivations run together in
+// one assembly call, interleaved, which fills the idle time of each one's
+// dependency chain: about 0.7× the time of the two calls. a and b must be
+// It does not allocate.
+func InitKDFPair(p cpu.Path, a *AEAD, ka *Block, hiA, loA uint64, maskA *[12]byte, b *AEAD, kb *Block, hiB, loB uint64, maskB *[12]byte) error {
+	if p == cpu.VAES512 && vaesSupported && a != b &&
+		ka.path >= cpu.AESNI && ka.nr == 14 && kb.path >= cpu.AESNI && kb.nr == 14 {
+		deriveGCMVAES2(&ka.rk, hiA, loA, &a.blk.rk, &a.htab, maskA, &kb.rk, hiB, loB, &b.blk.rk, &b.htab, maskB)
+		a.blk.nr, a.blk.path = 14, p
+		b.blk.nr, b.blk.path = 14, p
+		return nil
+	}
+	if err := a.InitKDF(p, ka, hiA, loA, maskA); err != nil {
+		return err
+	}
+	return b.InitKDF(p, kb, hiB, loB, maskB)
+}
+
 // The paths' support, cached for InitKDF's fast paths.
 var (
 	vaesSupported    = cpu.Supported(cpu.VAES512)

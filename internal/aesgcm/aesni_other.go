@@ -44,3 +44,7 @@ func openAVX2(a *AEAD, out, nonce, ciphertext, aad []byte, tag *[16]byte) {
 func deriveGCMAESNI(nr int, mrk *[60]uint32, hi, lo uint64, rk *[60]uint32, htab *[32]uint64, mask *[12]byte) {
 	panic("aesgcm: AESNI path unavailable")
 }
+
+func deriveGCMVAES2(mrk *[60]uint32, hi, lo uint64, rk *[60]uint32, htab *[32]uint64, mask *[12]byte, mrk2 *[60]uint32, hi2, lo2 uint64, rk2 *[60]uint32, htab2 *[32]uint64, mask2 *[12]byte) {
+	panic("aesgcm: VAES512 path unavailable")
+}

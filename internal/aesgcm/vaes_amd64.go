@@ -40,3 +40,9 @@ func openVAES(a *AEAD, out, nonce, ciphertext, aad []byte, tag *[16]byte) {
 	gcmOpenVAES(int(a.blk.nr), &a.blk.rk, &a.htab, unsafe.SliceData(out), unsafe.SliceData(ciphertext), len(ciphertext),
 		unsafe.SliceData(aad), len(aad), unsafe.SliceData(nonce), tag)
 }
+
+// deriveGCMVAES2 is two deriveGCMVAES calls with AES-256 KDF keys (mrk
+// and mrk2 expanded for 14 rounds), computed together. See _asm/derive2.go.
+//
+//go:noescape
+func deriveGCMVAES2(mrk *[60]uint32, hi, lo uint64, rk *[60]uint32, htab *[32]uint64, mask *[12]byte, mrk2 *[60]uint32, hi2, lo2 uint64, rk2 *[60]uint32, htab2 *[32]uint64, mask2 *[12]byte)

@@ -92,11 +92,23 @@ func genDeriveVAES() {
 	o("MOVQ htab+40(FP), DI")
 	o("MOVQ mask+48(FP), DX")
 
+	kdfBlocks("hi+16(FP)", "lo+24(FP)")
+	keySchedule(nil)
+	powers()
+	o("VZEROUPPER")
+	o("RET")
+}
+
+// kdfBlocks encrypts the three KDF blocks under the key schedule at (AX)
+// (R13 rounds) into X0, X1 (the data key) and X2 (its first 12 bytes are
+// the IV mask, stored at (DX)). hi and lo are the argument operands.
+// Clobbers X3-X5.
+func kdfBlocks(hi, lo string) {
 	comment("KDF blocks i = 1, 2, 3: big-endian (hi ^ i<<56, lo), XORed with round key 0")
 	// hi and lo straight from the argument frame (each load is forwarded
 	// from the caller's store), then byte-reversed per qword.
-	o("VMOVQ hi+16(FP), X4")
-	o("VPINSRQ $1, lo+24(FP), X4, X4")
+	o("VMOVQ %s, X4", hi)
+	o("VPINSRQ $1, %s, X4, X4", lo)
 	o("VPSHUFB bswapq<>(SB), X4, X4")
 	for i := 0; i < 3; i++ {
 		o("VMOVDQU kdfctr<>+%d(SB), X%d", 16*i, i)
@@ -126,10 +138,23 @@ func genDeriveVAES() {
 	comment("IV mask: the first 12 bytes of the third block")
 	o("VMOVQ X2, (DX)")
 	o("VPEXTRD $2, X2, 8(DX)")
+}
 
+// keySchedule expands the AES-256 key X0 || X1 into (BX), with H = E_K(0)
+// in X6 as the round keys appear. After round key i is in register k
+// (X0 or X1) and stored, each(i, k) runs, if each is not nil. Clobbers
+// X0-X6.
+func keySchedule(each func(i int, k string)) {
+	hook := func(i int, k string) {
+		if each != nil {
+			each(i, k)
+		}
+	}
 	comment("AES-256 key schedule of X0 || X1, with H = E_K(0) in X6 as the round keys appear")
 	o("VMOVDQU X0, (BX)")
 	o("VMOVDQU X1, 16(BX)")
+	hook(0, "X0")
+	hook(1, "X1")
 	o("VAESENC X1, X0, X6")
 	o("VMOVDQU keyrot<>(SB), X5")
 	for i := 2; i <= 14; i += 2 {
@@ -153,6 +178,7 @@ func genDeriveVAES() {
 			o("VAESENCLAST X0, X2, X0")
 		}
 		o("VMOVDQU X0, %d(BX)", 16*i)
+		hook(i, "X0")
 		if i < 14 {
 			o("VAESENC X0, X6, X6")
 		} else {
@@ -163,12 +189,9 @@ func genDeriveVAES() {
 		o("VPSHUFD $0xff, X0, X2")
 		o("VAESENCLAST X1, X2, X1")
 		o("VMOVDQU X1, %d(BX)", 16*(i+1))
+		hook(i+1, "X1")
 		o("VAESENC X1, X6, X6")
 	}
-
-	powers()
-	o("VZEROUPPER")
-	o("RET")
 }
 
 // hx sets X6 = H·x (byte-reversed) from E_K(0) in X6, with Z15 = poly.

@@ -47,6 +47,7 @@ func genVAESFile() {
 	vdata()
 	genInitVAES()
 	genDeriveVAES()
+	genDerive2VAES()
 	genCryptVAES(true)
 	genCryptVAES(false)
 	if err := os.WriteFile("../vaes_amd64.s", buf.Bytes(), 0o644); err != nil {
