@@ -65,12 +65,28 @@ type derived struct {
 // already XORed with K1; the three blocks differ only in their first
 // byte, the counter.
 func (m *masterKey) derive(d *derived, p cpu.Path, mode Mode, id uint64, epoch uint16) error {
-	hi := (uint64(labelByte)<<48 | uint64(mode)<<40 | id>>32) ^ m.k1hi
-	lo := (id<<32 | uint64(epoch)<<16 | derivedL) ^ m.k1lo
+	hi, lo := m.kdfInput(mode, id, epoch)
 	// InitKDF encrypts the blocks (hi ^ i<<56, lo) for i = 1, 2, 3 and
 	// sets up the AEAD and IV mask from them; on the assembly paths in a
 	// single assembly call.
 	return d.aead.InitKDF(p, &m.prf.b, hi, lo, &d.ivMask)
+}
+
+// kdfInput is the PRF input block of a derivation (without its counter
+// byte) as two big-endian words, already XORed with K1.
+func (m *masterKey) kdfInput(mode Mode, id uint64, epoch uint16) (hi, lo uint64) {
+	hi = (uint64(labelByte)<<48 | uint64(mode)<<40 | id>>32) ^ m.k1hi
+	lo = (id<<32 | uint64(epoch)<<16 | derivedL) ^ m.k1lo
+	return hi, lo
+}
+
+// derivePair is derive for two packets' keys at once (into distinct d and
+// e), which on the VAES512 path takes about 0.65× the time of two derive
+// calls (aesgcm.InitKDFPair).
+func derivePair(p cpu.Path, m *masterKey, d *derived, hd *Header, n *masterKey, e *derived, he *Header) error {
+	hiD, loD := m.kdfInput(hd.Mode, hd.ID, hd.Epoch)
+	hiE, loE := n.kdfInput(he.Mode, he.ID, he.Epoch)
+	return aesgcm.InitKDFPair(p, &d.aead, &m.prf.b, hiD, loD, &d.ivMask, &e.aead, &n.prf.b, hiE, loE, &e.ivMask)
 }
 
 // nonce builds (low 32 bits of ID ‖ epoch ‖ counter) ⊕ IV mask, as two
