@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -52,9 +54,38 @@ func TestStatelessBench(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	for _, args := range [][]string{{"-n", "0"}, {"-size", "x"}, {"-dist", "pareto"}, {"-zipf-s", "1"}, {"-packets", "0"}} {
+	for _, args := range [][]string{{"-n", "0"}, {"-size", "x"}, {"-dist", "pareto"}, {"-zipf-s", "1"}, {"-packets", "0"}, {"-batch", "0"}} {
 		if err := run(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+// TestBatchSizes: sealring opens every packet one by one (-batch 1) and in
+// batches that do not divide the trace (-batch 7), and reports the batch.
+func TestBatchSizes(t *testing.T) {
+	for _, b := range []string{"1", "7"} {
+		var out bytes.Buffer
+		if err := run([]string{"-n", "50", "-size", "64,1400", "-dist", "uniform", "-packets", "250", "-json", "-batch", b}, &out); err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(&out)
+		rows := 0
+		for dec.More() {
+			var r row
+			if err := dec.Decode(&r); err != nil {
+				t.Fatal(err)
+			}
+			rows++
+			if r.PktPerSec <= 0 {
+				t.Fatalf("row %+v", r)
+			}
+			if strings.HasPrefix(r.Receiver, "sealring/") && strconv.Itoa(r.Batch) != b {
+				t.Fatalf("-batch %s: row reports batch %d", b, r.Batch)
+			}
+		}
+		if rows != 2*6 {
+			t.Fatalf("-batch %s: %d rows", b, rows)
 		}
 	}
 }
