@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"unsafe"
+
+	"github.com/sealring/sealring/internal/cpu"
 )
 
 // batchCorpus seals n packets from many senders (every mode and option
@@ -16,14 +19,18 @@ import (
 // packet, random bytes, a bad header offset. senders bounds the distinct
 // sender IDs.
 func batchCorpus(t testing.TB, g *Group, r *rand.Rand, n, senders int) ([][]byte, []int) {
+	return batchCorpusOpts(t, g, r, n, senders, []OptionForm{OptionNone, OptionShort, OptionLong})
+}
+
+// batchCorpusOpts is batchCorpus with the option forms to use.
+func batchCorpusOpts(t testing.TB, g *Group, r *rand.Rand, n, senders int, opts []OptionForm) ([][]byte, []int) {
 	t.Helper()
 	modes := []Mode{ModeSender, ModeFlow, ModeDevice}
-	opts := []OptionForm{OptionNone, OptionShort, OptionLong}
 	sealers := map[[3]uint64]*Sealer{}
 	var pkts [][]byte
 	var offs []int
 	for len(pkts) < n {
-		mode, opt := modes[r.IntN(3)], opts[r.IntN(3)]
+		mode, opt := modes[r.IntN(3)], opts[r.IntN(len(opts))]
 		id := uint64(r.IntN(senders) + 1)
 		if mode == ModeDevice {
 			id &= 0xffffffff
@@ -74,6 +81,7 @@ func TestOpenBatch(t *testing.T) {
 		n, sender int
 	}{
 		{"nocache", OpenerConfig{}, 600, 50},
+		{"twogroups", OpenerConfig{}, 600, 50},
 		{"cached", OpenerConfig{CacheCapacity: 1024}, 600, 50},
 		{"compact", OpenerConfig{CacheCapacity: 64, ExpandedCapacity: -1}, 600, 50},
 		{"bypass", OpenerConfig{CacheCapacity: 64}, 12000, 1 << 30},
@@ -83,6 +91,18 @@ func TestOpenBatch(t *testing.T) {
 			g := newTestGroup(t, 1, defaultPath)
 			pkts, offs := batchCorpus(t, g, r, tc.n, tc.sender)
 			tc.cfg.Groups = []*Group{g}
+			if tc.name == "twogroups" {
+				// A gateway's receiver: the second group's packets name
+				// it (long option), so pairs mix master keys.
+				g2 := newTestGroup(t, 2, defaultPath)
+				p2, o2 := batchCorpusOpts(t, g2, r, tc.n, tc.sender, []OptionForm{OptionLong})
+				for i := range p2 {
+					j := r.IntN(len(pkts) + 1)
+					pkts = append(pkts[:j], append([][]byte{p2[i]}, pkts[j:]...)...)
+					offs = append(offs[:j], append([]int{o2[i]}, offs[j:]...)...)
+				}
+				tc.cfg.Groups = append(tc.cfg.Groups, g2)
+			}
 			one, batch := newTestOpener(t, tc.cfg), newTestOpener(t, tc.cfg)
 			var msgs []Message
 			for i := 0; i < len(pkts); {
@@ -121,7 +141,7 @@ func TestOpenBatch(t *testing.T) {
 				t.Fatalf("cache counters differ:\nOpen      %+v\nOpenBatch %+v", s1, s2)
 			}
 			switch tc.name {
-			case "nocache":
+			case "nocache", "twogroups":
 				if s2.Misses < uint64(tc.n/2) {
 					t.Fatalf("only %d derivations", s2.Misses)
 				}
@@ -157,6 +177,64 @@ func TestOpenBatchAllocs(t *testing.T) {
 		})
 		if n != 0 {
 			t.Errorf("capacity %d: OpenBatch allocates %v times per batch", capacity, n)
+		}
+	}
+}
+
+// TestOpenBatchWipes: after a pair and a single derivation the pooled
+// scratch holds no key material.
+func TestOpenBatchWipes(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race")
+	}
+	g := newTestGroup(t, 1, defaultPath)
+	r := rand.New(rand.NewPCG(7, 8))
+	o := newTestOpener(t, OpenerConfig{Groups: []*Group{g}})
+	for _, n := range []int{2, 3} {
+		var msgs []Message
+		for len(msgs) < n {
+			s := newTestSealer(t, g, SealerConfig{ID: uint64(len(msgs) + 1)})
+			pkt, err := s.Seal(packet(s, nil, nil, pattern(100+r.IntN(100), 1)), 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, Message{Packet: pkt})
+		}
+		runtime.LockOSThread()
+		o.OpenBatch(msgs)
+		sc := o.pool.Get().(*[2]derived)
+		runtime.UnlockOSThread()
+		for i := range msgs {
+			if msgs[i].Err != nil {
+				t.Fatal(msgs[i].Err)
+			}
+		}
+		if *sc != ([2]derived{}) {
+			t.Fatalf("batch of %d: key material left in the pooled scratch", n)
+		}
+		o.pool.Put(sc)
+	}
+}
+
+// TestOpenBatchDeriveError: a derivation that fails fails both packets of
+// its pair with Open's error, and neither is left looking opened.
+func TestOpenBatchDeriveError(t *testing.T) {
+	g := newTestGroup(t, 1, defaultPath)
+	r := rand.New(rand.NewPCG(9, 10))
+	pkts, offs := batchCorpus(t, g, r, 40, 10)
+	one := newTestOpener(t, OpenerConfig{Groups: []*Group{g}})
+	batch := newTestOpener(t, OpenerConfig{Groups: []*Group{g}})
+	one.path, batch.path = cpu.Path(200), cpu.Path(200) // every derivation fails
+	msgs := make([]Message, len(pkts))
+	for i := range pkts {
+		msgs[i] = Message{Packet: bytes.Clone(pkts[i]), HdrOff: offs[i]}
+	}
+	batch.OpenBatch(msgs)
+	for i := range msgs {
+		want := bytes.Clone(pkts[i])
+		res, err := one.Open(want, offs[i])
+		if err == nil || msgs[i].Err == nil || err.Error() != msgs[i].Err.Error() || !sameOpened(res, msgs[i].Opened) || msgs[i].Opened.Payload != nil {
+			t.Fatalf("packet %d: OpenBatch %v, Open %v", i, msgs[i].Err, err)
 		}
 	}
 }

@@ -274,24 +274,29 @@ func (a *AEAD) InitKDF(p cpu.Path, kdf *Block, hi, lo uint64, mask *[12]byte) er
 	return a.initKDFSlow(p, kdf, hi, lo, mask)
 }
 
-// InitKDFPair is a.InitKDF(p, ka, hiA, loA, maskA) and
-// b.InitKDF(p, kb, hiB, loB, maskB), with exactly their results. On the
-// VAES512 path with AES-256 KDF keys the two derivations run together in
-// one assembly call, interleaved, which fills the idle time of each one's
-// dependency chain: about 0.7× the time of the two calls. a and b must be
-// It does not allocate.
+// InitKDFPair is a.InitKDF(p, ka, hiA, loA, maskA) followed by
+// b.InitKDF(p, kb, hiB, loB, maskB), with exactly their results (both run
+// whatever the first returns; the first error is returned). On the
+// VAES512 path with two AES-256 KDF keys, distinct AEADs and KDF keys that
+// are not the AEADs' own blocks, the two derivations run together in one
+// assembly call with their instruction streams interleaved, which fills
+// the idle time of each one's dependency chain: 0.65–0.75× the time of
+// the two calls. It does not allocate.
 func InitKDFPair(p cpu.Path, a *AEAD, ka *Block, hiA, loA uint64, maskA *[12]byte, b *AEAD, kb *Block, hiB, loB uint64, maskB *[12]byte) error {
 	if p == cpu.VAES512 && vaesSupported && a != b &&
+		ka != &a.blk && ka != &b.blk && kb != &a.blk && kb != &b.blk &&
 		ka.path >= cpu.AESNI && ka.nr == 14 && kb.path >= cpu.AESNI && kb.nr == 14 {
 		deriveGCMVAES2(&ka.rk, hiA, loA, &a.blk.rk, &a.htab, maskA, &kb.rk, hiB, loB, &b.blk.rk, &b.htab, maskB)
 		a.blk.nr, a.blk.path = 14, p
 		b.blk.nr, b.blk.path = 14, p
 		return nil
 	}
-	if err := a.InitKDF(p, ka, hiA, loA, maskA); err != nil {
-		return err
+	errA := a.InitKDF(p, ka, hiA, loA, maskA)
+	errB := b.InitKDF(p, kb, hiB, loB, maskB)
+	if errA != nil {
+		return errA
 	}
-	return b.InitKDF(p, kb, hiB, loB, maskB)
+	return errB
 }
 
 // The paths' support, cached for InitKDF's fast paths.

@@ -67,6 +67,65 @@ func TestInitKDFPair(t *testing.T) {
 	}
 }
 
+// TestInitKDFPairContract: a failing first derivation still runs (and so
+// wipes) the second, as two calls do, and KDF keys that are the AEADs' own
+// blocks give what two calls give (not the fast path's simultaneous view).
+func TestInitKDFPairContract(t *testing.T) {
+	p := testPaths()[len(testPaths())-1]
+	var k Block
+	if err := k.Init(p, make([]byte, 32)); err != nil {
+		t.Fatal(err)
+	}
+	var a, b AEAD
+	var ma, mb [12]byte
+	if err := b.Init(p, make([]byte, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if err := InitKDFPair(cpu.Path(200), &a, &k, 1, 2, &ma, &b, &k, 3, 4, &mb); err == nil {
+		t.Fatal("invalid path accepted")
+	}
+	if b != (AEAD{}) {
+		t.Fatal("b not wiped when the derivations fail")
+	}
+	for _, alias := range []string{"ka=a", "kb=a", "ka=b", "kb=b"} {
+		var a, b, wa, wb AEAD
+		for _, x := range []*AEAD{&a, &b, &wa, &wb} {
+			if err := x.Init(p, make([]byte, 32)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pick := func(x, y *AEAD, which string) (*Block, *Block) {
+			ka, kb := &k, &k
+			switch which {
+			case "ka=a":
+				ka = &x.blk
+			case "kb=a":
+				kb = &x.blk
+			case "ka=b":
+				ka = &y.blk
+			case "kb=b":
+				kb = &y.blk
+			}
+			return ka, kb
+		}
+		ka, kb := pick(&a, &b, alias)
+		if err := InitKDFPair(p, &a, ka, 1, 2, &ma, &b, kb, 3, 4, &mb); err != nil {
+			t.Fatal(err)
+		}
+		var wma, wmb [12]byte
+		wka, wkb := pick(&wa, &wb, alias)
+		if err := wa.InitKDF(p, wka, 1, 2, &wma); err != nil {
+			t.Fatal(err)
+		}
+		if err := wb.InitKDF(p, wkb, 3, 4, &wmb); err != nil {
+			t.Fatal(err)
+		}
+		if a != wa || b != wb || ma != wma || mb != wmb {
+			t.Fatalf("%s: InitKDFPair differs from two InitKDF calls", alias)
+		}
+	}
+}
+
 func TestInitKDFPairAllocs(t *testing.T) {
 	for _, p := range testPaths() {
 		var k Block
@@ -84,18 +143,25 @@ func TestInitKDFPairAllocs(t *testing.T) {
 // FuzzInitKDFPair compares InitKDFPair with two InitKDF calls for
 // arbitrary keys and inputs on every path.
 func FuzzInitKDFPair(f *testing.F) {
-	f.Add(make([]byte, 32), make([]byte, 32), uint64(0), uint64(0), uint64(0), uint64(0))
-	f.Add(make([]byte, 16), make([]byte, 32), uint64(1)<<63, ^uint64(0), uint64(3), uint64(1)<<40)
-	f.Fuzz(func(t *testing.T, keyA, keyB []byte, hiA, loA, hiB, loB uint64) {
-		if len(keyA) != 16 && len(keyA) != 32 || len(keyB) != 16 && len(keyB) != 32 {
-			return
+	f.Add(make([]byte, 32), make([]byte, 32), false, true, uint64(0), uint64(0), uint64(0), uint64(0))
+	f.Add([]byte{1}, []byte{2, 3}, true, false, uint64(1)<<63, ^uint64(0), uint64(3), uint64(1)<<40)
+	f.Fuzz(func(t *testing.T, keyA, keyB []byte, shortA, shortB bool, hiA, loA, hiB, loB uint64) {
+		// Any bytes make a key: padded or cut to 16 or 32 bytes.
+		key := func(b []byte, short bool) []byte {
+			n := 32
+			if short {
+				n = 16
+			}
+			k := make([]byte, n)
+			copy(k, b)
+			return k
 		}
 		for _, p := range testPaths() {
 			var ka, kb Block
-			if err := ka.Init(p, keyA); err != nil {
+			if err := ka.Init(p, key(keyA, shortA)); err != nil {
 				t.Fatal(err)
 			}
-			if err := kb.Init(p, keyB); err != nil {
+			if err := kb.Init(p, key(keyB, shortB)); err != nil {
 				t.Fatal(err)
 			}
 			checkPair(t, p, &ka, &kb, hiA, loA, hiB, loB)

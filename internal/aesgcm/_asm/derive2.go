@@ -51,10 +51,14 @@ func genDerive2VAES() {
 	o("RET")
 }
 
-// kdfBlocks14 is kdfBlocks for an AES-256 KDF key, without the branch.
+// kdfBlocks14 is kdfBlocks for an AES-256 KDF key, without the branch,
+// and without VPINSRQ and VPEXTRD: their EVEX forms (which the renamed
+// stream needs) require AVX512DQ, which the VAES512 path does not check
+// for; VMOVQ, VPUNPCKLQDQ, VPSHUFD and VMOVD need only AVX512F.
 func kdfBlocks14(hi, lo string) {
 	o("VMOVQ %s, X4", hi)
-	o("VPINSRQ $1, %s, X4, X4", lo)
+	o("VMOVQ %s, X5", lo)
+	o("VPUNPCKLQDQ X5, X4, X4")
 	o("VPSHUFB bswapq<>(SB), X4, X4")
 	for i := 0; i < 3; i++ {
 		o("VMOVDQU kdfctr<>+%d(SB), X%d", 16*i, i)
@@ -70,7 +74,8 @@ func kdfBlocks14(hi, lo string) {
 		o("VAESENCLAST X5, X%d, X%d", i, i)
 	}
 	o("VMOVQ X2, (DX)")
-	o("VPEXTRD $2, X2, 8(DX)")
+	o("VPSHUFD $2, X2, X3")
+	o("VMOVD X3, 8(DX)")
 }
 
 var (

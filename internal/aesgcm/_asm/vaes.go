@@ -35,6 +35,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 func z(i int) string  { return fmt.Sprintf("Z%d", i) }
@@ -50,7 +51,7 @@ func genVAESFile() {
 	genDerive2VAES()
 	genCryptVAES(true)
 	genCryptVAES(false)
-	if err := os.WriteFile("../vaes_amd64.s", buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(*outDir, "vaes_amd64.s"), buf.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
 }

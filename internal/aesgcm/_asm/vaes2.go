@@ -18,6 +18,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 func genAVX2File() {
@@ -29,7 +30,7 @@ func genAVX2File() {
 	buf.WriteString("GLOBL bswap2<>(SB), RODATA|NOPTR, $32\n")
 	genCryptAVX2(true)
 	genCryptAVX2(false)
-	if err := os.WriteFile("../vaes2_amd64.s", buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(*outDir, "vaes2_amd64.s"), buf.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
 }
