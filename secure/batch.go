@@ -36,18 +36,12 @@ func (o *Opener) OpenBatch(msgs []Message) {
 		ct, aad := msg.Packet[aadEnd:], msg.Packet[start:aadEnd]
 		if o.cache == nil {
 			o.misses.Add(1)
-		} else {
-			ck := cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}
-			hash := ck.hash()
-			if sh := o.cache.shardOf(hash); !sh.skip(h.ID, h.Counter) {
-				msg.Err = o.openLookup(m, h, ck, hash, ct, ct, aad)
-				if msg.Err == nil {
-					fillOpened(msg, start, hl, aadEnd)
-				}
-				continue
-			} else {
-				sh.bypassed.Add(1)
+		} else if ck, hash, bypass := o.route(m, h); !bypass {
+			msg.Err = o.openLookup(m, h, ck, hash, ct, ct, aad)
+			if msg.Err == nil {
+				fillOpened(msg, start, hl, aadEnd)
 			}
+			continue
 		}
 		// The key is derived for this packet alone: pair it.
 		if pend.msg == nil {

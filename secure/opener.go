@@ -251,6 +251,7 @@ func (o *Opener) openDerived(m *masterKey, h *Header, out, ct, aad []byte) error
 }
 
 func (o *Opener) openCached(m *masterKey, h *Header, out, ct, aad []byte) error {
+	// route, spelled out: the call cost Open 1.3 % at 64 B (paired).
 	ck := cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}
 	hash := ck.hash()
 	if sh := o.cache.shardOf(hash); sh.skip(h.ID, h.Counter) {
@@ -258,6 +259,19 @@ func (o *Opener) openCached(m *masterKey, h *Header, out, ct, aad []byte) error 
 		return o.openDerived(m, h, out, ct, aad)
 	}
 	return o.openLookup(m, h, ck, hash, out, ct, aad)
+}
+
+// route computes the packet's cache key and its hash and reports whether
+// the packet's shard bypasses the cache for it (counted in Bypassed), as
+// openCached does, for OpenBatch.
+func (o *Opener) route(m *masterKey, h *Header) (ck cacheKey, hash uint64, bypass bool) {
+	ck = cacheKey{master: m.id, id: h.ID, epoch: h.Epoch, mode: h.Mode}
+	hash = ck.hash()
+	if sh := o.cache.shardOf(hash); sh.skip(h.ID, h.Counter) {
+		sh.bypassed.Add(1)
+		return ck, hash, true
+	}
+	return ck, hash, false
 }
 
 // openLookup is openCached for a packet whose shard is not bypassed.
