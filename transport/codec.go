@@ -131,12 +131,39 @@ func (c *codec) open(pkt []byte) (uint64, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	return accept(&r, pkt)
+}
+
+// accept checks that an opened packet is sealed in sender mode without a
+// prefix, and returns the sender's ID and the transport packet.
+func accept(r *secure.Opened, pkt []byte) (uint64, []byte, error) {
 	if r.Header.Mode != secure.ModeSender || len(r.Prefix) != 0 {
 		return 0, nil, errNotSender
 	}
 	// A clear part (rendezvous DATA's transport header) and the payload,
 	// decrypted in place, are contiguous: the transport packet.
 	return r.Header.ID, pkt[r.HeaderLen : r.HeaderLen+len(r.Clear)+len(r.Payload)], nil
+}
+
+// openBatch opens the datagrams of ms in place, as open does one by one
+// (Opener.OpenBatch: the keys of the packets a cache does not serve are
+// derived two at a time); result then gives each one's sender and
+// transport packet. ms[i].HdrOff must be 0.
+func (c *codec) openBatch(ms []secure.Message) {
+	if c.opener != nil {
+		c.opener.OpenBatch(ms)
+	}
+}
+
+// result is open's result for a message that went through openBatch.
+func (c *codec) result(m *secure.Message) (uint64, []byte, error) {
+	if c.opener == nil {
+		return c.open(m.Packet)
+	}
+	if m.Err != nil {
+		return 0, nil, m.Err
+	}
+	return accept(&m.Opened, m.Packet)
 }
 
 // peekClear reports whether pkt is sealed with a clear part after its

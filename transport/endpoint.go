@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sealring/sealring/secure"
 	"github.com/sealring/sealring/transport/wire"
 )
 
@@ -360,12 +361,16 @@ type rxItem struct {
 	raw              []byte
 	hdrLen, clearLen int
 	payload          []byte
+	// open, if not 0, is 1 + the index of the packet in the batch given
+	// to codec.openBatch; the item is filled from its result.
+	open int
 }
 
 func (ep *Endpoint) rxLoop() {
 	defer ep.wg.Done()
 	msgs := make([]wire.Message, ep.batch)
 	items := make([]rxItem, 0, ep.batch)
+	opens := make([]secure.Message, 0, ep.batch)
 	var ctl ctrlBatch
 	var work []*peer
 	for {
@@ -377,7 +382,7 @@ func (ep *Endpoint) rxLoop() {
 			time.Sleep(time.Millisecond) // transient socket error
 			continue
 		}
-		items = items[:0]
+		items, opens = items[:0], opens[:0]
 		for i := range n {
 			b := msgs[i].Buf
 			ep.st.pktsRecv.Add(1)
@@ -388,12 +393,27 @@ func (ep *Endpoint) rxLoop() {
 				items = append(items, rxItem{src: uint32(id >> 32), inc: uint32(id), raw: b, hdrLen: hl, clearLen: cl})
 				continue
 			}
-			id, plain, err := ep.codec.open(b)
-			if err != nil {
-				ep.st.authFailures.Add(1)
-				continue
+			opens = append(opens, secure.Message{Packet: b})
+			items = append(items, rxItem{open: len(opens)})
+		}
+		if len(opens) > 0 {
+			// Open the rest together, outside ep.mu, keeping the
+			// arrival order of the items.
+			ep.codec.openBatch(opens)
+			k := 0
+			for _, it := range items {
+				if it.open > 0 {
+					id, plain, err := ep.codec.result(&opens[it.open-1])
+					if err != nil {
+						ep.st.authFailures.Add(1)
+						continue
+					}
+					it = rxItem{src: uint32(id >> 32), inc: uint32(id), plain: plain}
+				}
+				items[k] = it
+				k++
 			}
-			items = append(items, rxItem{src: uint32(id >> 32), inc: uint32(id), plain: plain})
+			items = items[:k]
 		}
 		if len(items) == 0 {
 			continue
