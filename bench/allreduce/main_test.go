@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -200,6 +201,46 @@ func TestParseBusyPoll(t *testing.T) {
 		got, err := parseBusyPoll(c.s, c.np)
 		if (err != nil) != c.err || got != c.want {
 			t.Errorf("parseBusyPoll(%q, np %d, local size %q) = %v, %v; want %v (error %v)", c.s, c.np, c.env, got, err, c.want, c.err)
+		}
+	}
+}
+
+// TestJSONCPUTime checks the cpu_us field of -json rows: present, positive
+// and physically possible (the ranks share this machine's cores, so their
+// CPU time per iteration cannot exceed the wall time times the cores),
+// for ranks as processes over UDP and for ranks in one process.
+func TestJSONCPUTime(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no getrusage")
+	}
+	bin := buildBinary(t)
+	for _, wireKind := range []string{"udp", "mem"} {
+		cmd := exec.Command(bin, "-np", "2", "-wire", wireKind, "-b", "4K", "-e", "256K", "-f", "64", "-n", "20", "-w", "1", "-q", "-json")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", wireKind, err, stdout.String(), stderr.String())
+		}
+		dec := json.NewDecoder(&stdout)
+		rows := 0
+		for dec.More() {
+			var r struct {
+				Size   int64   `json:"size"`
+				TimeUS float64 `json:"time_us"`
+				CPUUS  float64 `json:"cpu_us"`
+			}
+			if err := dec.Decode(&r); err != nil {
+				t.Fatalf("%s: %v", wireKind, err)
+			}
+			rows++
+			limit := r.TimeUS*float64(runtime.NumCPU())*1.25 + 50
+			if r.CPUUS <= 0 || r.CPUUS > limit {
+				t.Errorf("%s, %d B: cpu_us %.1f for time_us %.1f on %d cores (want in (0, %.1f])",
+					wireKind, r.Size, r.CPUUS, r.TimeUS, runtime.NumCPU(), limit)
+			}
+		}
+		if rows != 2 {
+			t.Errorf("%s: %d rows, want 2:\n%s", wireKind, rows, stdout.String())
 		}
 	}
 }

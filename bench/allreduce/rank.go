@@ -232,6 +232,11 @@ type row struct {
 	Wire    string  `json:"wire"`
 	Crypto  string  `json:"crypto"`
 	Checked bool    `json:"checked"`
+	// CPUUS is the CPU time (user + system, all threads) the job's
+	// processes spent per iteration, summed over the ranks; CPUUS /
+	// (TimeUS · ranks) is how busy the ranks' processes were (1: no idle
+	// time, with a core per rank). Absent where it cannot be measured.
+	CPUUS float64 `json:"cpu_us,omitempty"`
 }
 
 // benchmark runs every size on this rank; out (rank 0's stdout) gets the
@@ -316,6 +321,7 @@ func benchType[T collectives.Elem](ctx context.Context, o options, rt *rankRT, o
 		if err := collectives.Barrier(ctx, c); err != nil {
 			return err
 		}
+		cpu0, cpuOK := processCPU()
 		t0 := time.Now()
 		for range iters {
 			if err := collectives.AllReduce(ctx, c, send[:count], recv[:count], op); err != nil {
@@ -323,7 +329,20 @@ func benchType[T collectives.Elem](ctx context.Context, o options, rt *rankRT, o
 			}
 		}
 		el := []float64{time.Since(t0).Seconds() / float64(iters)}
+		cpu1, _ := processCPU()
 		if err := collectives.AllReduce(ctx, c, el, el, collectives.Max); err != nil {
+			return err
+		}
+		// CPU time per iteration, summed over the ranks' processes (with
+		// the mem wire every rank shares one process: rank 0 counts it).
+		// [0] the sum, [1] how many ranks could measure.
+		cpu := []float64{0, 0}
+		if cpuOK && (o.wire != "mem" || rank == 0) {
+			cpu[0], cpu[1] = (cpu1-cpu0).Seconds()/float64(iters), 1
+		} else if o.wire == "mem" {
+			cpu[1] = 1 // counted by rank 0
+		}
+		if err := collectives.AllReduce(ctx, c, cpu, cpu, collectives.Sum); err != nil {
 			return err
 		}
 		wrong := []int64{0}
@@ -340,6 +359,9 @@ func benchType[T collectives.Elem](ctx context.Context, o options, rt *rankRT, o
 		totalWrong += wrong[0]
 		r := row{Bytes: bytes, Count: count, Type: o.dtype, Op: o.op, TimeUS: el[0] * 1e6, Wrong: wrong[0],
 			Ranks: n, Iters: iters, Wire: o.wire, Crypto: cryptoName, Checked: o.check}
+		if int(cpu[1]) == n {
+			r.CPUUS = cpu[0] * 1e6
+		}
 		r.AlgBW = collectives.AlgBandwidth(bytes, el[0]) / 1e9 // GB/s, GB = 1e9 B as nccl-tests
 		r.BusBW = collectives.BusBandwidth(collectives.KindAllReduce, bytes, el[0], n) / 1e9
 		busSum += r.BusBW
