@@ -62,11 +62,12 @@ func (x *exec) allReduce(send, recv []byte, dt DataType, op Op, force Algorithm)
 	if err := checkInPlace(send, recv); err != nil {
 		return err
 	}
-	if send != nil && !sameBuf(send, recv) {
-		copy(recv, send)
-	}
 	n := x.c.size
+	outOfPlace := send != nil && !sameBuf(send, recv)
 	if n == 1 || len(recv) == 0 {
+		if outOfPlace {
+			copy(recv, send)
+		}
 		return nil
 	}
 	algo := force
@@ -75,6 +76,17 @@ func (x *exec) allReduce(send, recv []byte, dt DataType, op Op, force Algorithm)
 	}
 	if algo == Auto {
 		algo = ChooseAllReduce(len(recv), n, x.c.opts.Tuning)
+	}
+	if algo == RecursiveDoubling && outOfPlace && makeFold(n, x.c.rank).rem == 0 {
+		// No fold: the first exchange sends from send and receives the
+		// partner's data straight into recv, instead of copying send into
+		// recv first (a copy of the whole buffer).
+		x.name = "AllReduce(" + algo.String() + ")"
+		x.kind = kindRDAllReduce
+		return x.allReduceRD(recv, send, kernelFor(dt, op))
+	}
+	if outOfPlace {
+		copy(recv, send)
 	}
 	x.name = "AllReduce(" + algo.String() + ")"
 	esize, kern := dt.Size(), kernelFor(dt, op)
@@ -85,7 +97,7 @@ func (x *exec) allReduce(send, recv []byte, dt DataType, op Op, force Algorithm)
 		return x.ring(recv, evenOffsets(count, n, esize), esize, kern, n-1, n-1, x.c.rank+1)
 	case RecursiveDoubling:
 		x.kind = kindRDAllReduce
-		return x.allReduceRD(recv, kern)
+		return x.allReduceRD(recv, nil, kern)
 	case Rabenseifner:
 		x.kind = kindRabenseifner
 		return x.allReduceRabenseifner(recv, esize, count, kern)
@@ -159,9 +171,22 @@ func (x *exec) foldOut(f fold, buf []byte) error {
 // 1, 2, 4, ... exchange their whole buffers and both reduce, so every rank
 // computes bit-identical results (each step applies one commutative
 // operation to the same pair of values).
-func (x *exec) allReduceRD(buf []byte, kern kernelFunc) error {
+//
+// first, if not nil, is the caller's input of an out-of-place call with no
+// fold (n a power of two), not yet copied into buf: the first exchange
+// sends it and receives the partner's data straight into buf, then
+// reduces buf op= first. Every step already relies on the ops being
+// commutative bit for bit (the partners reduce in opposite orders), so
+// the result is the one the copying path gives.
+func (x *exec) allReduceRD(buf, first []byte, kern kernelFunc) error {
 	f := makeFold(x.c.size, x.c.rank)
-	tmp := x.buf(len(buf))
+	if first != nil && f.rem != 0 {
+		return fmt.Errorf("%w: allReduceRD: out-of-place input with a fold", ErrInvalid)
+	}
+	var tmp []byte
+	if first == nil || f.p > 2 {
+		tmp = x.buf(len(buf))
+	}
 	if err := x.foldIn(f, buf, tmp, kern); err != nil {
 		return err
 	}
@@ -169,10 +194,18 @@ func (x *exec) allReduceRD(buf []byte, kern kernelFunc) error {
 		step := 1
 		for mask := 1; mask < f.p; mask <<= 1 {
 			partner := f.real(f.newrank ^ mask)
-			if err := x.sendrecv(partner, buf, partner, tmp, step); err != nil {
-				return err
+			if first != nil {
+				if err := x.sendrecv(partner, first, partner, buf, step); err != nil {
+					return err
+				}
+				kern(buf, first)
+				first = nil
+			} else {
+				if err := x.sendrecv(partner, buf, partner, tmp, step); err != nil {
+					return err
+				}
+				kern(buf, tmp)
 			}
-			kern(buf, tmp)
 			step++
 		}
 	}

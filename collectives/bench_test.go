@@ -83,3 +83,32 @@ func BenchmarkAllReduceTransport(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAllReduceOutOfPlace is BenchmarkAllReduce with separate send
+// and receive buffers, recursive doubling on power-of-two rank counts:
+// the case whose first exchange sends straight from the send buffer.
+func BenchmarkAllReduceOutOfPlace(b *testing.B) {
+	for _, n := range []int{2, 4} {
+		for _, size := range []int{64 << 10, 1 << 20, 4 << 20} {
+			b.Run(fmt.Sprintf("n=%d/%s/%v", n, sizeName(size), RecursiveDoubling), func(b *testing.B) {
+				cs, _ := world(b, n, Options{Algorithm: RecursiveDoubling}, nil)
+				send, recv := make([][]float32, n), make([][]float32, n)
+				for r := range n {
+					send[r], recv[r] = make([]float32, size/4), make([]float32, size/4)
+				}
+				ctx := context.Background()
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				for b.Loop() {
+					for r, err := range run(cs, func(r int, c *Communicator) error {
+						return AllReduce(ctx, c, send[r], recv[r], Sum)
+					}) {
+						if err != nil {
+							b.Fatalf("rank %d: %v", r, err)
+						}
+					}
+				}
+			})
+		}
+	}
+}
