@@ -170,14 +170,14 @@ func (x *exec) foldOut(f fold, buf []byte) error {
 // allReduceRD is recursive doubling: after the fold, partners at distance
 // 1, 2, 4, ... exchange their whole buffers and both reduce, so every rank
 // computes bit-identical results (each step applies one commutative
-// operation to the same pair of values).
+// operation to the same pair of values; the partners apply it in opposite
+// orders, which only a NaN meeting a NaN can tell apart, see AllReduce).
 //
 // first, if not nil, is the caller's input of an out-of-place call with no
 // fold (n a power of two), not yet copied into buf: the first exchange
 // sends it and receives the partner's data straight into buf, then
-// reduces buf op= first. Every step already relies on the ops being
-// commutative bit for bit (the partners reduce in opposite orders), so
-// the result is the one the copying path gives.
+// reduces buf op= first: the copying path's result, with the operand
+// orders of the two partners swapped.
 func (x *exec) allReduceRD(buf, first []byte, kern kernelFunc) error {
 	f := makeFold(x.c.size, x.c.rank)
 	if first != nil && f.rem != 0 {

@@ -11,7 +11,10 @@ import "context"
 // result in every rank's recv. send == nil, or send and recv the same slice,
 // means in place (the input is in recv). len(send) == len(recv). The
 // algorithm is Options.Algorithm / SEALRING_ALGO, or chosen by
-// ChooseAllReduce; every rank gets bit-identical results.
+// ChooseAllReduce; every rank gets bit-identical results, except where two
+// NaNs meet (floating-point sum and prod, and every bfloat16/float16 op,
+// may then keep a NaN payload that depends on the operand order, which
+// differs between ranks).
 func AllReduce[T Elem](ctx context.Context, c *Communicator, send, recv []T, op Op) error {
 	return allReduce(ctx, c, asBytes(send), asBytes(recv), TypeOf[T](), op, Auto)
 }

@@ -339,7 +339,7 @@ func benchType[T collectives.Elem](ctx context.Context, o options, rt *rankRT, o
 		cpu := []float64{0, 0}
 		if cpuOK && (o.wire != "mem" || rank == 0) {
 			cpu[0], cpu[1] = (cpu1-cpu0).Seconds()/float64(iters), 1
-		} else if o.wire == "mem" {
+		} else if o.wire == "mem" && rank != 0 {
 			cpu[1] = 1 // counted by rank 0
 		}
 		if err := collectives.AllReduce(ctx, c, cpu, cpu, collectives.Sum); err != nil {
