@@ -77,16 +77,16 @@ func (x *exec) allReduce(send, recv []byte, dt DataType, op Op, force Algorithm)
 	if algo == Auto {
 		algo = ChooseAllReduce(len(recv), n, x.c.opts.Tuning)
 	}
-	if algo == RecursiveDoubling && outOfPlace && makeFold(n, x.c.rank).rem == 0 {
-		// No fold: the first exchange sends from send and receives the
-		// partner's data straight into recv, instead of copying send into
-		// recv first (a copy of the whole buffer).
-		x.name = "AllReduce(" + algo.String() + ")"
-		x.kind = kindRDAllReduce
-		return x.allReduceRD(recv, send, kernelFor(dt, op))
-	}
+	// Recursive doubling with no fold sends its first exchange from send
+	// and receives the partner's data straight into recv; every other
+	// case starts from a copy of send in recv.
+	var first []byte
 	if outOfPlace {
-		copy(recv, send)
+		if algo == RecursiveDoubling && makeFold(n, x.c.rank).rem == 0 {
+			first = send
+		} else {
+			copy(recv, send)
+		}
 	}
 	x.name = "AllReduce(" + algo.String() + ")"
 	esize, kern := dt.Size(), kernelFor(dt, op)
@@ -97,7 +97,7 @@ func (x *exec) allReduce(send, recv []byte, dt DataType, op Op, force Algorithm)
 		return x.ring(recv, evenOffsets(count, n, esize), esize, kern, n-1, n-1, x.c.rank+1)
 	case RecursiveDoubling:
 		x.kind = kindRDAllReduce
-		return x.allReduceRD(recv, nil, kern)
+		return x.allReduceRD(recv, first, kern)
 	case Rabenseifner:
 		x.kind = kindRabenseifner
 		return x.allReduceRabenseifner(recv, esize, count, kern)
@@ -194,16 +194,17 @@ func (x *exec) allReduceRD(buf, first []byte, kern kernelFunc) error {
 		step := 1
 		for mask := 1; mask < f.p; mask <<= 1 {
 			partner := f.real(f.newrank ^ mask)
+			sb, rb := buf, tmp
 			if first != nil {
-				if err := x.sendrecv(partner, first, partner, buf, step); err != nil {
-					return err
-				}
+				sb, rb = first, buf
+			}
+			if err := x.sendrecv(partner, sb, partner, rb, step); err != nil {
+				return err
+			}
+			if first != nil {
 				kern(buf, first)
 				first = nil
 			} else {
-				if err := x.sendrecv(partner, buf, partner, tmp, step); err != nil {
-					return err
-				}
 				kern(buf, tmp)
 			}
 			step++
