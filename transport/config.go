@@ -88,7 +88,10 @@ type Config struct {
 	// MinRTO and MaxRTO bound the retransmission timeout (RFC 6298: SRTT
 	// + 4·RTTVAR, doubled on each expiry). 0 means DefaultMinRTO (2 ms)
 	// and DefaultMaxRTO (500 ms). InitialRTO is used before the first RTT
-	// sample (0: DefaultInitialRTO, 20 ms).
+	// sample (0: DefaultInitialRTO, 20 ms). A timeout that expires while
+	// input waits unread (the receive goroutine holds a batch, or the wire
+	// reports a queued datagram: wire.InputPender) is put off until that
+	// input is read, by one more RTO at most (Stats.DeferredRTOs).
 	MinRTO, MaxRTO, InitialRTO time.Duration
 	// AckDelay is how long a receiver may delay an ACK (unless 4 packets
 	// are pending, the sender asked for an immediate one, or the receiver

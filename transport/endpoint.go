@@ -32,9 +32,13 @@ type Endpoint struct {
 	fragPut   int // inline payload bytes of a PUT packet
 	batch     int // wire.BatchSize
 	pollGate  busyPollGate
-	bigRecvs  int // pending receives larger than pollMaxRecv (under mu)
-	pktPool   *sync.Pool
-	epoch     time.Time // monotonic base for nanotime
+	pender    wire.InputPender // nil if the wire cannot tell
+	// rxHeld is set while the receive goroutine holds datagrams it read
+	// and has not finished handling (deferRTO).
+	rxHeld   atomic.Bool
+	bigRecvs int // pending receives larger than pollMaxRecv (under mu)
+	pktPool  *sync.Pool
+	epoch    time.Time // monotonic base for nanotime
 
 	// mu guards everything below, and every peer's and operation's state.
 	// It is never held across a wire call or while sealing/opening.
@@ -65,8 +69,11 @@ type Endpoint struct {
 	// send path costs no goroutine hand-off.
 	timer   *time.Timer
 	timerAt int64
-	done    chan struct{}
-	wg      sync.WaitGroup
+	// probe carries the wire's InputPending answer from the timer
+	// goroutine (which asks outside mu) to deferRTO; guarded by mu.
+	probe struct{ want, known, pending bool }
+	done  chan struct{}
+	wg    sync.WaitGroup
 
 	st counters
 }
@@ -77,6 +84,7 @@ type counters struct {
 	malformed, unknownPeer, stale            atomic.Uint64
 	refused, peerTimeouts, peerRestarts      atomic.Uint64
 	sealFailures, placed, rtos, rtoUndos     atomic.Uint64
+	rtosDeferred                             atomic.Uint64
 	rmaPuts, rmaGets                         atomic.Uint64
 	rmaNotFound, rmaDenied, rmaOutOfBounds   atomic.Uint64
 }
@@ -88,6 +96,7 @@ type Stats struct {
 	Retransmits                    uint64 // reliable packets sent again (same sealed bytes)
 	RTOs                           uint64 // retransmission timeouts (every packet in flight deemed lost, the window collapsed)
 	SpuriousRTOs                   uint64 // timeouts undone: the peer reported a duplicate, the packets were late, not lost
+	DeferredRTOs                   uint64 // expiries put off because input was waiting unread (see Config.MinRTO)
 	Duplicates                     uint64 // authenticated reliable packets dropped as already received
 	AuthFailures                   uint64 // datagrams that failed to open (forged, corrupted, wrong group or epoch)
 	Malformed                      uint64 // authenticated packets with a bad transport header or addressed elsewhere
@@ -147,6 +156,9 @@ func New(cfg Config) (*Endpoint, error) {
 	ep.timerAt = ep.nanotime() + int64(time.Hour)
 	if g, ok := cfg.Wire.(busyPollGate); ok {
 		ep.pollGate = g
+	}
+	if p, ok := cfg.Wire.(wire.InputPender); ok {
+		ep.pender = p
 	}
 	ep.wg.Add(2)
 	go ep.rxLoop()
@@ -284,6 +296,7 @@ func (ep *Endpoint) Stats() Stats {
 		PeerTimeouts:    ep.st.peerTimeouts.Load(),
 		Placed:          ep.st.placed.Load(),
 		RTOs:            ep.st.rtos.Load(),
+		DeferredRTOs:    ep.st.rtosDeferred.Load(),
 		SpuriousRTOs:    ep.st.rtoUndos.Load(),
 		PeerRestarts:    ep.st.peerRestarts.Load(),
 		SealFailures:    ep.st.sealFailures.Load(),
@@ -374,7 +387,9 @@ func (ep *Endpoint) rxLoop() {
 	var ctl ctrlBatch
 	var work []*peer
 	for {
+		ep.rxHeld.Store(false)
 		n, err := ep.w.ReadBatch(msgs)
+		ep.rxHeld.Store(err == nil)
 		if err != nil {
 			if errors.Is(err, wire.ErrClosed) || ep.isDone() {
 				return
@@ -754,6 +769,9 @@ func (ep *Endpoint) txLoop() {
 				work = append(work, p)
 			}
 		}
+		// An answer from the wire (deferRTO) serves this pass only.
+		probe := ep.probe.want
+		ep.probe.want, ep.probe.known = false, false
 		next = max(next, now+int64(20*time.Microsecond))
 		ep.timerAt = next
 		ep.timer.Reset(time.Duration(next - now))
@@ -761,6 +779,15 @@ func (ep *Endpoint) txLoop() {
 		ep.sendCtrl(&ctl)
 		for _, p := range work {
 			ep.pump(p)
+		}
+		if probe {
+			// A timeout is due: ask the socket whether input is waiting,
+			// outside mu, and run the next pass at once with the answer.
+			pending := ep.pender.InputPending()
+			ep.mu.Lock()
+			ep.probe.known, ep.probe.pending = true, pending
+			ep.mu.Unlock()
+			continue
 		}
 		select {
 		case <-ep.done:
@@ -784,7 +811,7 @@ func (ep *Endpoint) tick(p *peer, now int64) int64 {
 	}
 	// Retransmission timeout.
 	if p.rtoAt != 0 {
-		if now >= p.rtoAt {
+		if now >= p.rtoAt && !ep.deferRTO(p, now) {
 			ep.onRTO(p, now)
 		}
 		if p.rtoAt != 0 {

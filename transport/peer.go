@@ -95,6 +95,7 @@ type peer struct {
 	rto                    time.Duration
 	hasRTT                 bool
 	rtoAt                  int64
+	rtoLate                int64 // the latest a deferred timeout fires (deferRTO); 0 if not deferred
 	txSeq                  uint64
 	hiDelivered            uint64
 	ctrlQ                  []ctrlItem
@@ -181,7 +182,7 @@ func (ep *Endpoint) initReliability(p *peer) {
 	p.inRecovery = false
 	p.rto = ep.cfg.InitialRTO
 	p.srtt, p.rttvar, p.hasRTT = 0, 0, false
-	p.rtoAt = 0
+	p.rtoAt, p.rtoLate = 0, 0
 	p.ackPending, p.ackDue, p.ackNow = 0, 0, false
 	if p.refused {
 		p.refused = false
@@ -269,7 +270,7 @@ func (ep *Endpoint) pump(p *peer) {
 				msgs = append(msgs, wire.Message{Addr: p.addr})
 			}
 			if p.rtoAt == 0 && p.pipe+p.nLost > 0 {
-				p.rtoAt = now + int64(p.rto)
+				p.rtoAt, p.rtoLate = now+int64(p.rto), 0
 				ep.armAt(p.rtoAt)
 			}
 		}
@@ -583,9 +584,9 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) (kick, fresh bool) {
 	}
 	switch {
 	case p.pipe+p.nLost == 0:
-		p.rtoAt = 0
+		p.rtoAt, p.rtoLate = 0, 0
 	case progress || p.rtoAt == 0:
-		p.rtoAt = now + int64(p.rto)
+		p.rtoAt, p.rtoLate = now+int64(p.rto), 0
 		ep.armAt(p.rtoAt)
 	}
 	if acked > 0 || lost || (oldRwnd == 0 && p.rwnd > 0) {
@@ -657,11 +658,56 @@ func (ep *Endpoint) undoRTO(p *peer) {
 	ep.st.rtoUndos.Add(1)
 }
 
+// rtoGrace is how long deferRTO puts a timeout off at a time: time for a
+// runnable receive goroutine to get a processor and read.
+const rtoGrace = 200 * time.Microsecond
+
+// deferRTO puts off p's expired retransmission timeout, and reports
+// whether it did, while this endpoint has input it has not handled: a
+// batch the receive goroutine holds, or a datagram queued on the socket
+// (wire.InputPender). On a busy host the timer goroutine can run before the
+// receive goroutine, and the ACKs that would have stopped the timer are
+// then waiting unread: on loopback under load most timeouts fired that way,
+// all of them spurious, each collapsing the window. The timeout is put off
+// by rtoGrace at a time and by one more RTO at most in all, so that input
+// that never holds the peer's ACKs (other peers' traffic, a flood of
+// forged datagrams) delays a real timeout by at most one RTO.
+//
+// The socket is asked outside ep.mu: the first time a pass of the timer
+// goroutine needs the answer, deferRTO asks for it (probe.want) and puts
+// the decision off to the next pass, which the timer goroutine runs at
+// once with the answer. Under ep.mu.
+func (ep *Endpoint) deferRTO(p *peer, now int64) bool {
+	if p.pipe+p.nLost == 0 {
+		return false // nothing outstanding: onRTO just stops the timer
+	}
+	if p.rtoLate == 0 {
+		p.rtoLate = p.rtoAt + int64(p.rto)
+	}
+	if now >= p.rtoLate {
+		return false
+	}
+	pending := ep.rxHeld.Load()
+	if !pending && ep.pender != nil {
+		if !ep.probe.known {
+			ep.probe.want = true
+			return true
+		}
+		pending = ep.probe.pending
+	}
+	if !pending {
+		return false
+	}
+	p.rtoAt = min(now+int64(rtoGrace), p.rtoLate)
+	ep.st.rtosDeferred.Add(1)
+	return true
+}
+
 // onRTO handles an expired retransmission timer: every outstanding packet
 // is deemed lost, the window collapses and the timer backs off.
 func (ep *Endpoint) onRTO(p *peer, now int64) {
 	if p.pipe+p.nLost == 0 {
-		p.rtoAt = 0
+		p.rtoAt, p.rtoLate = 0, 0
 		return
 	}
 	ep.st.rtos.Add(1)
@@ -690,7 +736,7 @@ func (ep *Endpoint) onRTO(p *peer, now int64) {
 	p.inRecovery = true
 	p.recoverPSN = p.sndNxt
 	p.rto = min(p.rto*2, ep.cfg.MaxRTO)
-	p.rtoAt = now + int64(p.rto)
+	p.rtoAt, p.rtoLate = now+int64(p.rto), 0
 	p.needPump = true
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,4 +97,133 @@ func sendRecv(ctx context.Context, s, r *Endpoint, msg, buf []byte) error {
 		return fmt.Errorf("recv: %w", err)
 	}
 	return nil
+}
+
+// holdWire holds each batch it has read, while held, before handing it
+// over, and says meanwhile that input is waiting (wire.InputPender): the
+// state of a rank whose receive goroutine has not run yet while ACKs sit
+// on its socket.
+type holdWire struct {
+	wire.Wire
+	mu      sync.Mutex
+	gate    chan struct{} // non-nil while held
+	waiting atomic.Bool
+	done    chan struct{}
+	once    sync.Once
+}
+
+func newHoldWire(w wire.Wire) *holdWire { return &holdWire{Wire: w, done: make(chan struct{})} }
+
+func (h *holdWire) ReadBatch(msgs []wire.Message) (int, error) {
+	n, err := h.Wire.ReadBatch(msgs)
+	h.mu.Lock()
+	gate := h.gate
+	h.mu.Unlock()
+	if n > 0 && gate != nil {
+		h.waiting.Store(true)
+		select {
+		case <-gate:
+		case <-h.done:
+		}
+		h.waiting.Store(false)
+	}
+	return n, err
+}
+
+func (h *holdWire) InputPending() bool { return h.waiting.Load() }
+
+func (h *holdWire) hold() {
+	h.mu.Lock()
+	h.gate = make(chan struct{})
+	h.mu.Unlock()
+}
+
+func (h *holdWire) release() {
+	h.mu.Lock()
+	if h.gate != nil {
+		close(h.gate)
+		h.gate = nil
+	}
+	h.mu.Unlock()
+}
+
+func (h *holdWire) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return h.Wire.Close()
+}
+
+// TestRTODeferredWhileInputWaits: a retransmission timeout that expires
+// while the ACKs it waits for have arrived but are not read yet is put off
+// (Stats.DeferredRTOs), not declared: released in time, the sender reads
+// them and no timeout happens. The putting off is bounded: input that keeps
+// waiting (here: never handed over) delays a timeout by one RTO at most,
+// and the timeout then fires.
+func TestRTODeferredWhileInputWaits(t *testing.T) {
+	const rto = 20 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		until func(before, now Stats) bool // release rank 0's input once this holds
+	}{
+		{"released", func(b, s Stats) bool { return s.DeferredRTOs > b.DeferredRTOs }},
+		{"bounded", func(b, s Stats) bool { return s.RTOs > b.RTOs }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hw *holdWire
+			c := newCluster(t, "mem", 2, func(cfg *Config) {
+				cfg.MinRTO, cfg.MaxRTO, cfg.InitialRTO = rto, rto, rto
+			}, func(rank int, w wire.Wire) wire.Wire {
+				if rank != 0 {
+					return w
+				}
+				hw = newHoldWire(w)
+				return hw
+			})
+			s, r := c.eps[0], c.eps[1]
+			ctx := ctxT(t)
+			msg := pattern(3000, 0, 1, 0)
+			buf := make([]byte, len(msg))
+			if err := sendRecv(ctx, s, r, msg, buf); err != nil { // warm up
+				t.Fatal(err)
+			}
+			before := s.Stats()
+			hw.hold()
+			rq := r.RecvAsync(ctx, s.rank, 1, ^uint64(0), buf)
+			sq := s.SendAsync(ctx, r.rank, 1, msg)
+			if _, err := rq.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// The receiver has the message and has acknowledged it; the
+			// sender's ACKs wait in its held input.
+			deadline := time.Now().Add(10 * time.Second)
+			held := s.Stats()
+			for !tc.until(before, held) {
+				if time.Now().After(deadline) {
+					hw.release()
+					t.Fatalf("held input: %d timeouts, %d deferred after 10 s", held.RTOs-before.RTOs, held.DeferredRTOs-before.DeferredRTOs)
+				}
+				time.Sleep(time.Millisecond)
+				held = s.Stats()
+			}
+			hw.release()
+			if _, err := sq.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			after := s.Stats()
+			rtos, deferred := after.RTOs-before.RTOs, after.DeferredRTOs-before.DeferredRTOs
+			t.Logf("timeouts %d, deferred %d", rtos, deferred)
+			if deferred == 0 {
+				t.Fatal("no timeout was deferred while input waited")
+			}
+			switch tc.name {
+			case "released":
+				if rtos != 0 {
+					t.Fatalf("%d timeouts although the ACKs were waiting and were read in time", rtos)
+				}
+			case "bounded":
+				if held.RTOs == before.RTOs {
+					t.Fatal("no timeout while input kept waiting")
+				}
+			}
+		})
+	}
 }

@@ -138,8 +138,8 @@ func runRankFromEnv(ctx context.Context, o options) error {
 	if o.stats {
 		defer func() {
 			s := rt.ep.Stats()
-			fmt.Fprintf(os.Stderr, "# rank %d transport: packets sent %d received %d, retransmits %d (timeouts %d, %d spurious), duplicates %d, placed %d, auth failures %d, refused %d, SRTT %v\n",
-				world.Rank, s.PacketsSent, s.PacketsReceived, s.Retransmits, s.RTOs, s.SpuriousRTOs, s.Duplicates, s.Placed, s.AuthFailures, s.Refused, s.SRTT)
+			fmt.Fprintf(os.Stderr, "# rank %d transport: packets sent %d received %d, retransmits %d (timeouts %d, %d spurious; %d put off while input waited), duplicates %d, placed %d, auth failures %d, refused %d, SRTT %v\n",
+				world.Rank, s.PacketsSent, s.PacketsReceived, s.Retransmits, s.RTOs, s.SpuriousRTOs, s.DeferredRTOs, s.Duplicates, s.Placed, s.AuthFailures, s.Refused, s.SRTT)
 		}()
 	}
 	out, progress := io.Discard, io.Discard

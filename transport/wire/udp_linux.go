@@ -589,3 +589,15 @@ func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
+
+// InputPending reports whether a datagram is queued on the socket, not yet
+// read (SIOCINQ: the size of the first queued datagram; a queued 0-byte
+// datagram reads as none). It implements InputPender.
+func (u *UDP) InputPending() bool {
+	pending := false
+	_ = u.raw.Control(func(fd uintptr) {
+		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		pending = err == nil && n > 0
+	})
+	return pending
+}

@@ -304,3 +304,52 @@ func TestUDPAllowBusyPoll(t *testing.T) {
 		tx.Close()
 	}
 }
+
+// TestUDPInputPending: InputPending says whether a datagram waits on the
+// socket, without consuming it, for the mmsg path and the plain one.
+func TestUDPInputPending(t *testing.T) {
+	for _, cfg := range []wire.UDPConfig{{MaxPayload: 8192}, {MaxPayload: 8192, DisableMMsg: true}} {
+		lo := netip.MustParseAddrPort("127.0.0.1:0")
+		tx, err := wire.ListenUDP("udp4", lo, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rx, err := wire.ListenUDP("udp4", lo, cfg)
+		if err != nil {
+			tx.Close()
+			t.Fatal(err)
+		}
+		var p wire.InputPender = rx
+		if p.InputPending() {
+			t.Fatal("InputPending on an empty socket")
+		}
+		msgs := wiretest.Msgs(rx.LocalAddr(), 0, 100, 200)
+		if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !p.InputPending() {
+			if time.Now().After(deadline) {
+				t.Fatal("InputPending false with two datagrams sent")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		buf := make([]wire.Message, rx.BatchSize())
+		got := 0
+		for got < len(msgs) {
+			n, err := rx.ReadBatch(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += n
+		}
+		if got != len(msgs) {
+			t.Fatalf("read %d datagrams, want %d (InputPending consumed some?)", got, len(msgs))
+		}
+		if p.InputPending() {
+			t.Fatal("InputPending after every datagram was read")
+		}
+		tx.Close()
+		rx.Close()
+	}
+}

@@ -54,6 +54,15 @@ type Wire interface {
 	Close() error
 }
 
+// InputPender is implemented by wires that can tell, without blocking and
+// without consuming anything, whether a datagram is waiting to be read
+// (the UDP wire on Linux: SIOCINQ). The transport asks before it declares
+// a retransmission timeout, so that ACKs that arrived but were not read
+// yet do not count as lost. A wire that cannot tell does not implement it.
+type InputPender interface {
+	InputPending() bool
+}
+
 // ErrClosed is returned by operations on a closed wire.
 // errors.Is(ErrClosed, net.ErrClosed) holds.
 var ErrClosed = fmt.Errorf("wire: closed: %w", net.ErrClosed)
