@@ -91,7 +91,7 @@ type Config struct {
 	// sample (0: DefaultInitialRTO, 20 ms). A timeout that expires while
 	// input waits unread (the receive goroutine holds a batch, or the wire
 	// reports a queued datagram: wire.InputPender) is put off until that
-	// input is read, by one more RTO at most (Stats.DeferredRTOs).
+	// input is read, by one more RTO at most each time (Stats.DeferredRTOs).
 	MinRTO, MaxRTO, InitialRTO time.Duration
 	// AckDelay is how long a receiver may delay an ACK (unless 4 packets
 	// are pending, the sender asked for an immediate one, or the receiver

@@ -96,7 +96,7 @@ type Stats struct {
 	Retransmits                    uint64 // reliable packets sent again (same sealed bytes)
 	RTOs                           uint64 // retransmission timeouts (every packet in flight deemed lost, the window collapsed)
 	SpuriousRTOs                   uint64 // timeouts undone: the peer reported a duplicate, the packets were late, not lost
-	DeferredRTOs                   uint64 // expiries put off because input was waiting unread (see Config.MinRTO)
+	DeferredRTOs                   uint64 // timeouts put off (once or more) because input was waiting unread (see Config.MinRTO)
 	Duplicates                     uint64 // authenticated reliable packets dropped as already received
 	AuthFailures                   uint64 // datagrams that failed to open (forged, corrupted, wrong group or epoch)
 	Malformed                      uint64 // authenticated packets with a bad transport header or addressed elsewhere
@@ -450,6 +450,7 @@ func (ep *Endpoint) rxLoop() {
 				kick = true
 			}
 		}
+		ep.rxHeld.Store(false) // the batch is handled (deferRTO)
 		if ep.completed != completed && ep.ackOwed() {
 			// The batch completed operations, so goroutines were just
 			// made runnable, and ACKs are owed. Let those goroutines run

@@ -681,10 +681,11 @@ func (ep *Endpoint) deferRTO(p *peer, now int64) bool {
 	if p.pipe+p.nLost == 0 {
 		return false // nothing outstanding: onRTO just stops the timer
 	}
-	if p.rtoLate == 0 {
-		p.rtoLate = p.rtoAt + int64(p.rto)
+	late := p.rtoLate
+	if late == 0 {
+		late = p.rtoAt + int64(p.rto)
 	}
-	if now >= p.rtoLate {
+	if now >= late {
 		return false
 	}
 	pending := ep.rxHeld.Load()
@@ -698,8 +699,11 @@ func (ep *Endpoint) deferRTO(p *peer, now int64) bool {
 	if !pending {
 		return false
 	}
-	p.rtoAt = min(now+int64(rtoGrace), p.rtoLate)
-	ep.st.rtosDeferred.Add(1)
+	if p.rtoLate == 0 {
+		ep.st.rtosDeferred.Add(1) // counted once per timeout
+	}
+	p.rtoLate = late
+	p.rtoAt = min(now+int64(rtoGrace), late)
 	return true
 }
 

@@ -115,6 +115,9 @@ type holdWire struct {
 func newHoldWire(w wire.Wire) *holdWire { return &holdWire{Wire: w, done: make(chan struct{})} }
 
 func (h *holdWire) ReadBatch(msgs []wire.Message) (int, error) {
+	// The batch handed over last is handled by now; the next one waits
+	// from here until it is handed over.
+	h.waiting.Store(false)
 	n, err := h.Wire.ReadBatch(msgs)
 	h.mu.Lock()
 	gate := h.gate
@@ -125,7 +128,6 @@ func (h *holdWire) ReadBatch(msgs []wire.Message) (int, error) {
 		case <-gate:
 		case <-h.done:
 		}
-		h.waiting.Store(false)
 	}
 	return n, err
 }
@@ -159,7 +161,9 @@ func (h *holdWire) Close() error {
 // waiting (here: never handed over) delays a timeout by one RTO at most,
 // and the timeout then fires.
 func TestRTODeferredWhileInputWaits(t *testing.T) {
-	const rto = 20 * time.Millisecond
+	// Long enough that the sender reads its ACKs within the one RTO the
+	// deferral allows after the test sees it, on a loaded machine.
+	const rto = 150 * time.Millisecond
 	for _, tc := range []struct {
 		name  string
 		until func(before, now Stats) bool // release rank 0's input once this holds
