@@ -182,7 +182,7 @@ func (ep *Endpoint) initReliability(p *peer) {
 	p.inRecovery = false
 	p.rto = ep.cfg.InitialRTO
 	p.srtt, p.rttvar, p.hasRTT = 0, 0, false
-	p.rtoAt, p.rtoLate = 0, 0
+	p.setRTO(0)
 	p.ackPending, p.ackDue, p.ackNow = 0, 0, false
 	if p.refused {
 		p.refused = false
@@ -270,7 +270,7 @@ func (ep *Endpoint) pump(p *peer) {
 				msgs = append(msgs, wire.Message{Addr: p.addr})
 			}
 			if p.rtoAt == 0 && p.pipe+p.nLost > 0 {
-				p.rtoAt, p.rtoLate = now+int64(p.rto), 0
+				p.setRTO(now + int64(p.rto))
 				ep.armAt(p.rtoAt)
 			}
 		}
@@ -584,9 +584,9 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) (kick, fresh bool) {
 	}
 	switch {
 	case p.pipe+p.nLost == 0:
-		p.rtoAt, p.rtoLate = 0, 0
+		p.setRTO(0)
 	case progress || p.rtoAt == 0:
-		p.rtoAt, p.rtoLate = now+int64(p.rto), 0
+		p.setRTO(now + int64(p.rto))
 		ep.armAt(p.rtoAt)
 	}
 	if acked > 0 || lost || (oldRwnd == 0 && p.rwnd > 0) {
@@ -658,6 +658,11 @@ func (ep *Endpoint) undoRTO(p *peer) {
 	ep.st.rtoUndos.Add(1)
 }
 
+// setRTO arms p's retransmission timer for at (nanotime; 0 stops it). A
+// new deadline starts a new timeout, which deferRTO may put off afresh.
+// Under ep.mu.
+func (p *peer) setRTO(at int64) { p.rtoAt, p.rtoLate = at, 0 }
+
 // rtoGrace is how long deferRTO puts a timeout off at a time: time for a
 // runnable receive goroutine to get a processor and read.
 const rtoGrace = 200 * time.Microsecond
@@ -671,7 +676,7 @@ const rtoGrace = 200 * time.Microsecond
 // all of them spurious, each collapsing the window. The timeout is put off
 // by rtoGrace at a time and by one more RTO at most in all, so that input
 // that never holds the peer's ACKs (other peers' traffic, a flood of
-// forged datagrams) delays a real timeout by at most one RTO.
+// forged datagrams) delays each real timeout by at most one RTO.
 //
 // The socket is asked outside ep.mu: the first time a pass of the timer
 // goroutine needs the answer, deferRTO asks for it (probe.want) and puts
@@ -711,7 +716,7 @@ func (ep *Endpoint) deferRTO(p *peer, now int64) bool {
 // is deemed lost, the window collapses and the timer backs off.
 func (ep *Endpoint) onRTO(p *peer, now int64) {
 	if p.pipe+p.nLost == 0 {
-		p.rtoAt, p.rtoLate = 0, 0
+		p.setRTO(0)
 		return
 	}
 	ep.st.rtos.Add(1)
@@ -740,7 +745,7 @@ func (ep *Endpoint) onRTO(p *peer, now int64) {
 	p.inRecovery = true
 	p.recoverPSN = p.sndNxt
 	p.rto = min(p.rto*2, ep.cfg.MaxRTO)
-	p.rtoAt, p.rtoLate = now+int64(p.rto), 0
+	p.setRTO(now + int64(p.rto))
 	p.needPump = true
 }
 
