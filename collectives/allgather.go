@@ -58,7 +58,7 @@ func (x *exec) allGatherBlocks(buf []byte, blk int) error {
 		return x.allGatherBruck(buf, blk)
 	default:
 		setKind(kindAllGatherRing)
-		return x.ring(buf, blockOffsets(blk, n, 1), 1, nil, 0, n-1, r)
+		return x.ring(buf, nil, blockOffsets(blk, n, 1), 1, nil, 0, n-1, r)
 	}
 }
 

@@ -77,13 +77,15 @@ func (x *exec) allReduce(send, recv []byte, dt DataType, op Op, force Algorithm)
 	if algo == Auto {
 		algo = ChooseAllReduce(len(recv), n, x.c.opts.Tuning)
 	}
-	// Recursive doubling with no fold sends its first exchange from send
-	// and receives the partner's data straight into recv; every other
-	// case starts from a copy of send in recv.
-	var first []byte
+	// Out of place, the algorithms read their input from send and receive
+	// straight into recv, so the input is never copied: the ring always,
+	// recursive doubling and Rabenseifner when there is no fold (n a
+	// power of two). A fold reads its input from recv, so with one recv
+	// starts as a copy of send.
+	var in []byte
 	if outOfPlace {
-		if algo == RecursiveDoubling && makeFold(n, x.c.rank).rem == 0 {
-			first = send
+		if algo == Ring || makeFold(n, x.c.rank).rem == 0 {
+			in = send
 		} else {
 			copy(recv, send)
 		}
@@ -94,13 +96,13 @@ func (x *exec) allReduce(send, recv []byte, dt DataType, op Op, force Algorithm)
 	switch algo {
 	case Ring:
 		x.kind = kindRingAllReduce
-		return x.ring(recv, evenOffsets(count, n, esize), esize, kern, n-1, n-1, x.c.rank+1)
+		return x.ring(recv, in, evenOffsets(count, n, esize), esize, kern, n-1, n-1, x.c.rank+1)
 	case RecursiveDoubling:
 		x.kind = kindRDAllReduce
-		return x.allReduceRD(recv, first, kern)
+		return x.allReduceRD(recv, in, kern)
 	case Rabenseifner:
 		x.kind = kindRabenseifner
-		return x.allReduceRabenseifner(recv, esize, count, kern)
+		return x.allReduceRabenseifner(recv, in, esize, count, kern)
 	}
 	return fmt.Errorf("%w: algorithm %v", ErrInvalid, algo)
 }
@@ -219,15 +221,24 @@ func (x *exec) allReduceRD(buf, first []byte, kern kernelFunc) error {
 // keeps the half of its current window on its side of the partner and
 // sends the other half, so rank i ends owning block i fully reduced; the
 // allgather retraces the steps with d = 1, 2, ..., p/2.
-func (x *exec) allReduceRabenseifner(buf []byte, esize, count int, kern kernelFunc) error {
+//
+// in, if not nil, is the caller's input of an out-of-place call with no
+// fold, not yet copied into buf (reduceScatterHalving reads it).
+func (x *exec) allReduceRabenseifner(buf, in []byte, esize, count int, kern kernelFunc) error {
 	f := makeFold(x.c.size, x.c.rank)
-	tmp := x.buf(len(buf))
+	if in != nil && f.rem != 0 {
+		return fmt.Errorf("%w: allReduceRabenseifner: out-of-place input with a fold", ErrInvalid)
+	}
+	var tmp []byte
+	if in == nil || f.p > 2 {
+		tmp = x.buf(len(buf))
+	}
 	if err := x.foldIn(f, buf, tmp, kern); err != nil {
 		return err
 	}
 	if f.newrank >= 0 {
 		off := evenOffsets(count, f.p, esize)
-		lo, hi, err := x.reduceScatterHalving(buf, tmp, off, f, kern, 1)
+		lo, hi, err := x.reduceScatterHalving(buf, in, tmp, off, f, kern, 1)
 		if err != nil {
 			return err
 		}
@@ -240,8 +251,14 @@ func (x *exec) allReduceRabenseifner(buf []byte, esize, count int, kern kernelFu
 
 // reduceScatterHalving runs the recursive-halving reduce-scatter over the p
 // blocks of buf (offsets off), from step `step` on, and returns this rank's
-// final window [lo, hi) = [newrank, newrank+1).
-func (x *exec) reduceScatterHalving(buf, tmp []byte, off []int, f fold, kern kernelFunc, step int) (lo, hi int, err error) {
+// final window [lo, hi) = [newrank, newrank+1). tmp holds the largest half
+// received.
+//
+// in, if not nil, holds this rank's input (same offsets) and buf nothing
+// yet: the first exchange sends from in and receives straight into buf,
+// then reduces buf op= in (the operands swapped against the copying path,
+// bit-identical by commutativity, see AllReduce); later steps work on buf.
+func (x *exec) reduceScatterHalving(buf, in, tmp []byte, off []int, f fold, kern kernelFunc, step int) (lo, hi int, err error) {
 	lo, hi = 0, f.p
 	for d := f.p / 2; d >= 1; d /= 2 {
 		partner := f.real(f.newrank ^ d)
@@ -251,13 +268,24 @@ func (x *exec) reduceScatterHalving(buf, tmp []byte, off []int, f fold, kern ker
 			keepLo, keepHi, sendLo, sendHi = mid, hi, lo, mid
 		}
 		keep := buf[off[keepLo]:off[keepHi]]
-		in := tmp[:len(keep)]
-		if err := x.sendrecv(partner, buf[off[sendLo]:off[sendHi]], partner, in, step); err != nil {
-			return lo, hi, err
+		if in != nil {
+			if err := x.sendrecv(partner, in[off[sendLo]:off[sendHi]], partner, keep, step); err != nil {
+				return lo, hi, err
+			}
+			kern(keep, in[off[keepLo]:off[keepHi]])
+			in = nil
+		} else {
+			got := tmp[:len(keep)]
+			if err := x.sendrecv(partner, buf[off[sendLo]:off[sendHi]], partner, got, step); err != nil {
+				return lo, hi, err
+			}
+			kern(keep, got)
 		}
-		kern(keep, in)
 		lo, hi = keepLo, keepHi
 		step++
+	}
+	if in != nil { // p == 1: nothing exchanged
+		copy(buf, in)
 	}
 	return lo, hi, nil
 }

@@ -85,30 +85,39 @@ func BenchmarkAllReduceTransport(b *testing.B) {
 }
 
 // BenchmarkAllReduceOutOfPlace is BenchmarkAllReduce with separate send
-// and receive buffers, recursive doubling on power-of-two rank counts:
-// the case whose first exchange sends straight from the send buffer.
+// and receive buffers on power-of-two rank counts: every algorithm reads
+// its input from the send buffer and receives straight into recv.
 func BenchmarkAllReduceOutOfPlace(b *testing.B) {
 	for _, n := range []int{2, 4} {
 		for _, size := range []int{64 << 10, 1 << 20, 4 << 20} {
-			b.Run(fmt.Sprintf("n=%d/%s/%v", n, sizeName(size), RecursiveDoubling), func(b *testing.B) {
-				cs, _ := world(b, n, Options{Algorithm: RecursiveDoubling}, nil)
-				send, recv := make([][]float32, n), make([][]float32, n)
-				for r := range n {
-					send[r], recv[r] = make([]float32, size/4), make([]float32, size/4)
+			for _, algo := range []Algorithm{RecursiveDoubling, Rabenseifner, Ring} {
+				if algo == Rabenseifner && n == 2 {
+					continue // the ring's exchanges, unpipelined
 				}
-				ctx := context.Background()
-				b.SetBytes(int64(size))
-				b.ResetTimer()
-				for b.Loop() {
-					for r, err := range run(cs, func(r int, c *Communicator) error {
-						return AllReduce(ctx, c, send[r], recv[r], Sum)
-					}) {
-						if err != nil {
-							b.Fatalf("rank %d: %v", r, err)
-						}
-					}
-				}
-			})
+				b.Run(fmt.Sprintf("n=%d/%s/%v", n, sizeName(size), algo), func(b *testing.B) {
+					benchOutOfPlace(b, n, size, algo)
+				})
+			}
+		}
+	}
+}
+
+func benchOutOfPlace(b *testing.B, n, size int, algo Algorithm) {
+	cs, _ := world(b, n, Options{Algorithm: algo}, nil)
+	send, recv := make([][]float32, n), make([][]float32, n)
+	for r := range n {
+		send[r], recv[r] = make([]float32, size/4), make([]float32, size/4)
+	}
+	ctx := context.Background()
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for b.Loop() {
+		for r, err := range run(cs, func(r int, c *Communicator) error {
+			return AllReduce(ctx, c, send[r], recv[r], Sum)
+		}) {
+			if err != nil {
+				b.Fatalf("rank %d: %v", r, err)
+			}
 		}
 	}
 }

@@ -158,7 +158,12 @@ func testReduceScatterType[T Elem](t *testing.T, cs []*Communicator, count int, 
 	outs := make([][]T, n)
 	mustRun(t, cs, func(r int, c *Communicator) error {
 		outs[r] = make([]T, count)
-		return ReduceScatter(testCtx(t), c, inputs[r], outs[r], op)
+		in := append([]T(nil), inputs[r]...)
+		err := ReduceScatter(testCtx(t), c, in, outs[r], op)
+		if err == nil && !identical(in, inputs[r]) {
+			return fmt.Errorf("send buffer modified")
+		}
+		return err
 	})
 	for r := range n {
 		var e []T

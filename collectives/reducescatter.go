@@ -35,18 +35,19 @@ func (x *exec) reduceScatter(send, recv []byte, dt DataType, op Op) error {
 		return nil
 	}
 	kern := kernelFor(dt, op)
+	// work receives and reduces; the input is read from send, never
+	// copied (both engines' out-of-place form).
 	work := x.buf(len(send))
-	copy(work, send)
 	off := blockOffsets(blk, n, 1)
 	if n&(n-1) == 0 && len(send) <= x.c.opts.Tuning.ReduceScatterHalvingMaxBytes {
 		x.kind = kindReduceScatterHalving
 		f := fold{p: n, newrank: r}
-		if _, _, err := x.reduceScatterHalving(work, x.buf(len(send)/2), off, f, kern, 0); err != nil {
+		if _, _, err := x.reduceScatterHalving(work, send, x.buf(len(send)/2), off, f, kern, 0); err != nil {
 			return err
 		}
 	} else {
 		x.kind = kindReduceScatterRing
-		if err := x.ring(work, off, esize, kern, n-1, 0, r); err != nil {
+		if err := x.ring(work, send, off, esize, kern, n-1, 0, r); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,9 @@ package collectives
 // AllGather. buf holds n chunks, chunk i = buf[off[i]:off[i+1]]. The pass is
 // rsSteps reduce-scatter steps followed by agSteps allgather steps; own is
 // the chunk this rank holds complete after the reduce-scatter (and at the
-// start of the allgather):
+// start of the allgather). in, if not nil, holds this rank's input (same
+// offsets as buf) and buf holds nothing yet: an out-of-place call that
+// skips copying its input into buf (see below).
 //
 //	reduce-scatter step t: send chunk own-1-t, receive chunk own-2-t and reduce it in
 //	allgather step t:      send chunk own-t,   receive chunk own-1-t in place
@@ -22,7 +24,15 @@ package collectives
 // already started: the pass cannot deadlock, even if sends complete only
 // when matched. An allgather receive into a chunk that this rank sent during
 // the reduce-scatter first waits for that send.
-func (x *exec) ring(buf []byte, off []int, esize int, kern kernelFunc, rsSteps, agSteps, own int) error {
+//
+// With in set, the sends of step 0 read in, and every reduce-scatter
+// receive lands straight in its chunk of buf, which is then reduced with
+// the input (buf op= in): each chunk of buf is written first by a receive,
+// either the reduce-scatter's or, for the chunk sent at step 0, the
+// allgather's. No scratch slots are used, and the input is never copied;
+// the operands of each reduction are swapped against the copying path,
+// which the ops' commutativity makes bit-identical (see AllReduce).
+func (x *exec) ring(buf, in []byte, off []int, esize int, kern kernelFunc, rsSteps, agSteps, own int) error {
 	n, r := x.c.size, x.c.rank
 	total := rsSteps + agSteps
 	if n == 1 || total == 0 {
@@ -48,15 +58,16 @@ func (x *exec) ring(buf []byte, off []int, esize int, kern kernelFunc, rsSteps, 
 		}
 		return x.mod(own - 1 - (t - rsSteps))
 	}
-	segment := func(c, j int) []byte {
+	segmentOf := func(b []byte, c, j int) []byte {
 		lo := min(off[c]+j*seg, off[c+1])
 		hi := min(lo+seg, off[c+1])
-		return buf[lo:hi]
+		return b[lo:hi]
 	}
+	segment := func(c, j int) []byte { return segmentOf(buf, c, j) }
 	nq := total * k
 	depth := max(1, x.c.opts.Tuning.PipelineDepth)
 	var slots [][]byte
-	if rsSteps > 0 {
+	if rsSteps > 0 && in == nil {
 		slots = make([][]byte, min(depth, nq))
 		for i := range slots {
 			slots[i] = x.buf(seg)
@@ -79,10 +90,13 @@ func (x *exec) ring(buf []byte, off []int, esize int, kern kernelFunc, rsSteps, 
 			q := posted
 			t, j := q/k, q%k
 			var dst []byte
-			if t < rsSteps {
+			switch {
+			case t < rsSteps && in != nil:
+				dst = segment(recvChunk(t), j)
+			case t < rsSteps:
 				want := len(segment(recvChunk(t), j))
 				dst = slots[q%len(slots)][:want]
-			} else {
+			default:
 				if dep := t - rsSteps; rsSteps > 0 && dep < rsSteps {
 					if err := x.wait(sends[dep*k+j]); err != nil {
 						return err
@@ -95,8 +109,12 @@ func (x *exec) ring(buf []byte, off []int, esize int, kern kernelFunc, rsSteps, 
 		}
 		return nil
 	}
+	first := buf
+	if in != nil {
+		first = in
+	}
 	for j := range k {
-		sends[j] = x.isend(right, 0, segment(sendChunk(0), j))
+		sends[j] = x.isend(right, 0, segmentOf(first, sendChunk(0), j))
 	}
 	if err := postUpTo(depth); err != nil {
 		return err
@@ -110,7 +128,11 @@ func (x *exec) ring(buf []byte, off []int, esize int, kern kernelFunc, rsSteps, 
 			return err
 		}
 		dst := segment(recvChunk(t), j)
-		if t < rsSteps && len(dst) > 0 {
+		switch {
+		case t >= rsSteps || len(dst) == 0:
+		case in != nil:
+			kern(dst, segmentOf(in, recvChunk(t), j))
+		default:
 			kern(dst, slots[q%len(slots)])
 		}
 		if t+1 < total {
