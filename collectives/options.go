@@ -84,8 +84,10 @@ type Tuning struct {
 	// chain: transfers are cut into segments of about this size so that the
 	// reduction (or forwarding) of one overlaps the transfer of the next.
 	SegmentBytes int
-	// PipelineDepth is how many segment receives Ring keeps posted (each
-	// has its own scratch buffer of SegmentBytes): 2 is double buffering.
+	// PipelineDepth is how many segment receives Ring keeps posted (in
+	// place, each reduce-scatter receive has its own scratch buffer of
+	// SegmentBytes; out of place they land in recv): 2 is double
+	// buffering.
 	PipelineDepth int
 	// BcastTreeMaxBytes: broadcasts of at most this use a binomial tree,
 	// larger ones a pipelined chain.

@@ -1,12 +1,15 @@
 package collectives
 
+import "fmt"
+
 // ring runs the pipelined ring engine shared by AllReduce, ReduceScatter and
 // AllGather. buf holds n chunks, chunk i = buf[off[i]:off[i+1]]. The pass is
 // rsSteps reduce-scatter steps followed by agSteps allgather steps; own is
 // the chunk this rank holds complete after the reduce-scatter (and at the
 // start of the allgather). in, if not nil, holds this rank's input (same
 // offsets as buf) and buf holds nothing yet: an out-of-place call that
-// skips copying its input into buf (see below).
+// skips copying its input into buf (see below); it needs the whole
+// reduce-scatter (rsSteps = n-1).
 //
 //	reduce-scatter step t: send chunk own-1-t, receive chunk own-2-t and reduce it in
 //	allgather step t:      send chunk own-t,   receive chunk own-1-t in place
@@ -27,13 +30,18 @@ package collectives
 //
 // With in set, the sends of step 0 read in, and every reduce-scatter
 // receive lands straight in its chunk of buf, which is then reduced with
-// the input (buf op= in): each chunk of buf is written first by a receive,
-// either the reduce-scatter's or, for the chunk sent at step 0, the
-// allgather's. No scratch slots are used, and the input is never copied;
-// the operands of each reduction are swapped against the copying path,
-// which the ops' commutativity makes bit-identical (see AllReduce).
+// the input (buf op= in). The reduce-scatter writes every chunk but the
+// one sent at step 0 before reading it, and the allgather, if any, writes
+// that one; without an allgather (ReduceScatter) it stays unwritten, and
+// only chunk own is the result. No scratch slots are used, and the input
+// is never copied; the operands of each reduction are swapped against
+// the copying path, which the ops' commutativity makes bit-identical (see
+// AllReduce).
 func (x *exec) ring(buf, in []byte, off []int, esize int, kern kernelFunc, rsSteps, agSteps, own int) error {
 	n, r := x.c.size, x.c.rank
+	if in != nil && (n == 1 || rsSteps != n-1) {
+		return fmt.Errorf("%w: ring: out-of-place input needs the whole reduce-scatter (n %d, %d steps)", ErrInvalid, n, rsSteps)
+	}
 	total := rsSteps + agSteps
 	if n == 1 || total == 0 {
 		return nil
@@ -97,7 +105,8 @@ func (x *exec) ring(buf, in []byte, off []int, esize int, kern kernelFunc, rsSte
 				want := len(segment(recvChunk(t), j))
 				dst = slots[q%len(slots)][:want]
 			default:
-				if dep := t - rsSteps; rsSteps > 0 && dep < rsSteps {
+				// (Step 0's send read in, not buf, when in is set.)
+				if dep := t - rsSteps; rsSteps > 0 && dep < rsSteps && (dep > 0 || in == nil) {
 					if err := x.wait(sends[dep*k+j]); err != nil {
 						return err
 					}
