@@ -175,18 +175,18 @@ func (x *exec) foldOut(f fold, buf []byte) error {
 // operation to the same pair of values; the partners apply it in opposite
 // orders, which only a NaN meeting a NaN can tell apart, see AllReduce).
 //
-// first, if not nil, is the caller's input of an out-of-place call with no
+// in, if not nil, is the caller's input of an out-of-place call with no
 // fold (n a power of two), not yet copied into buf: the first exchange
 // sends it and receives the partner's data straight into buf, then
-// reduces buf op= first: the copying path's result, with the operand
+// reduces buf op= in: the copying path's result, with the operand
 // orders of the two partners swapped.
-func (x *exec) allReduceRD(buf, first []byte, kern kernelFunc) error {
+func (x *exec) allReduceRD(buf, in []byte, kern kernelFunc) error {
 	f := makeFold(x.c.size, x.c.rank)
-	if first != nil && f.rem != 0 {
+	if in != nil && f.rem != 0 {
 		return fmt.Errorf("%w: allReduceRD: out-of-place input with a fold", ErrInvalid)
 	}
 	var tmp []byte
-	if first == nil || f.p > 2 {
+	if in == nil || f.p > 2 {
 		tmp = x.buf(len(buf))
 	}
 	if err := x.foldIn(f, buf, tmp, kern); err != nil {
@@ -197,15 +197,15 @@ func (x *exec) allReduceRD(buf, first []byte, kern kernelFunc) error {
 		for mask := 1; mask < f.p; mask <<= 1 {
 			partner := f.real(f.newrank ^ mask)
 			sb, rb := buf, tmp
-			if first != nil {
-				sb, rb = first, buf
+			if in != nil {
+				sb, rb = in, buf
 			}
 			if err := x.sendrecv(partner, sb, partner, rb, step); err != nil {
 				return err
 			}
-			if first != nil {
-				kern(buf, first)
-				first = nil
+			if in != nil {
+				kern(buf, in)
+				in = nil
 			} else {
 				kern(buf, tmp)
 			}
@@ -268,17 +268,19 @@ func (x *exec) reduceScatterHalving(buf, in, tmp []byte, off []int, f fold, kern
 			keepLo, keepHi, sendLo, sendHi = mid, hi, lo, mid
 		}
 		keep := buf[off[keepLo]:off[keepHi]]
+		src, got := buf, keep
 		if in != nil {
-			if err := x.sendrecv(partner, in[off[sendLo]:off[sendHi]], partner, keep, step); err != nil {
-				return lo, hi, err
-			}
+			src = in
+		} else {
+			got = tmp[:len(keep)]
+		}
+		if err := x.sendrecv(partner, src[off[sendLo]:off[sendHi]], partner, got, step); err != nil {
+			return lo, hi, err
+		}
+		if in != nil {
 			kern(keep, in[off[keepLo]:off[keepHi]])
 			in = nil
 		} else {
-			got := tmp[:len(keep)]
-			if err := x.sendrecv(partner, buf[off[sendLo]:off[sendHi]], partner, got, step); err != nil {
-				return lo, hi, err
-			}
 			kern(keep, got)
 		}
 		lo, hi = keepLo, keepHi
