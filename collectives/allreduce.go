@@ -147,7 +147,7 @@ func (x *exec) foldIn(f fold, buf, tmp []byte, kern kernelFunc) error {
 		return nil
 	}
 	if r%2 == 0 {
-		return x.waitAll(x.isend(r+1, 0, buf))
+		return x.waitAll(x.isendExchange(r+1, 0, buf))
 	}
 	if err := x.waitAll(x.irecv(r-1, 0, tmp)); err != nil {
 		return err
@@ -166,7 +166,7 @@ func (x *exec) foldOut(f fold, buf []byte) error {
 	if r%2 == 0 {
 		return x.waitAll(x.irecv(r+1, step, buf))
 	}
-	return x.waitAll(x.isend(r-1, step, buf))
+	return x.waitAll(x.isendExchange(r-1, step, buf))
 }
 
 // allReduceRD is recursive doubling: after the fold, partners at distance

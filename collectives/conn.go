@@ -42,3 +42,13 @@ type Pending interface {
 type AnyReceiver interface {
 	IrecvAny(ctx context.Context, tag uint64, buf []byte) Pending
 }
+
+// EagerSender is implemented by Conns that can send a message without a
+// rendezvous handshake whatever its size. The collectives use it for the
+// sends of an exchange (recursive doubling, halving and doubling steps,
+// folds), where the receiver has posted its receive, or is about to, and
+// nothing else is in flight to it: a handshake there is pure latency
+// (Tuning.ExchangeEagerBytes bounds the size). Semantics are Isend's.
+type EagerSender interface {
+	IsendEager(ctx context.Context, peer int, tag uint64, buf []byte) Pending
+}

@@ -44,6 +44,14 @@ func (c *endpointConn) Isend(ctx context.Context, peer int, tag uint64, buf []by
 	return &epSend{c.ep.SendAsync(ctx, r, tag, buf)}
 }
 
+func (c *endpointConn) IsendEager(ctx context.Context, peer int, tag uint64, buf []byte) Pending {
+	r := c.rank(peer)
+	if r == transport.AnySource {
+		return failed(fmt.Errorf("%w: peer %d outside the rank map", ErrInvalid, peer))
+	}
+	return &epSend{c.ep.SendAsyncWith(ctx, r, tag, buf, transport.SendOptions{Eager: true})}
+}
+
 func (c *endpointConn) Irecv(ctx context.Context, peer int, tag uint64, buf []byte) Pending {
 	r := c.rank(peer)
 	if r == transport.AnySource {

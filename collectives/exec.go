@@ -191,8 +191,23 @@ func (x *exec) waitAll(os ...*xop) error {
 // sendrecv sends sb to `to` and receives rb from `from`, both at step.
 func (x *exec) sendrecv(to int, sb []byte, from int, rb []byte, step int) error {
 	r := x.irecv(from, step, rb)
-	s := x.isend(to, step, sb)
+	s := x.isendExchange(to, step, sb)
 	return x.waitAll(r, s)
+}
+
+// isendExchange starts the send of an exchange step (sendrecv, and the
+// fold's one-way transfers): the only message in flight to a peer that
+// posts its receive at the start of the step. Up to
+// Tuning.ExchangeEagerBytes it skips the rendezvous handshake
+// (EagerSender), which would only add a round trip there.
+func (x *exec) isendExchange(to, step int, b []byte) *xop {
+	es, ok := x.c.conn.(EagerSender)
+	if !ok || len(b) > x.c.opts.Tuning.ExchangeEagerBytes {
+		return x.isend(to, step, b)
+	}
+	o := &xop{p: es.IsendEager(x.ctx, x.c.peer(to), x.tag(step), b), peer: to, step: step}
+	x.ops = append(x.ops, o)
+	return o
 }
 
 // mod returns i modulo the communicator size, in [0, size).

@@ -103,6 +103,12 @@ type Tuning struct {
 	// AllToAllWindow is how many pairwise exchange steps AllToAll keeps in
 	// flight.
 	AllToAllWindow int
+	// ExchangeEagerBytes: the sends of an exchange (recursive doubling,
+	// the halving and doubling steps, folds) of at most this many bytes
+	// skip the transport's rendezvous handshake when the Conn is an
+	// EagerSender: the peer posts its receive before its own send, so the
+	// handshake would only add a round trip. Negative: never.
+	ExchangeEagerBytes int
 }
 
 // DefaultTuning returns the values used for the zero fields of Options.Tuning.
@@ -118,6 +124,7 @@ func DefaultTuning() Tuning {
 		AllGatherRDMaxBytes:          64 << 10,
 		ReduceScatterHalvingMaxBytes: 1 << 20,
 		AllToAllWindow:               4,
+		ExchangeEagerBytes:           1 << 20,
 	}
 }
 
@@ -138,6 +145,9 @@ func (t Tuning) withDefaults() Tuning {
 	set(&t.AllGatherRDMaxBytes, d.AllGatherRDMaxBytes)
 	set(&t.ReduceScatterHalvingMaxBytes, d.ReduceScatterHalvingMaxBytes)
 	set(&t.AllToAllWindow, d.AllToAllWindow)
+	if t.ExchangeEagerBytes == 0 {
+		t.ExchangeEagerBytes = d.ExchangeEagerBytes
+	}
 	return t
 }
 

@@ -25,12 +25,13 @@ func TestFaults(t *testing.T) {
 				perTag = 100
 			}
 			c := testAllToAll(t, kind, faultWrap(fc), 3, 4, perTag)
-			// Large messages too.
+			// Large messages too: rendezvous, and eager by SendOptions
+			// (many fragments, one message).
 			ctx := ctxT(t)
 			a, b := c.eps[0], c.eps[1]
-			for i, n := range []int{1 << 20, 3 << 20} {
+			for i, n := range []int{1 << 20, 3 << 20, 1 << 20, 3 << 20} {
 				msg := pattern(n, 0, 100, i)
-				r := a.SendAsync(ctx, 1, 100, msg)
+				r := a.SendAsyncWith(ctx, 1, 100, msg, SendOptions{Eager: i >= 2})
 				buf := make([]byte, n)
 				if _, err := b.Recv(ctx, 0, 100, ^uint64(0), buf); err != nil {
 					t.Fatal(err)

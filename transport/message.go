@@ -26,6 +26,7 @@ type sendOp struct {
 	buf     []byte
 	msgID   uint64
 	rdv     bool
+	eager   bool // SendOptions.Eager
 	phase   uint8
 	off     int // next byte to packetize
 	sendLen int // rendezvous: bytes the receiver accepted
@@ -237,8 +238,32 @@ func (ep *Endpoint) waitSend(ctx context.Context, op *sendOp) error {
 // SendAsync starts a Send and returns its Request. Cancelling ctx cancels
 // the send (see Request.Cancel).
 func (ep *Endpoint) SendAsync(ctx context.Context, rank uint32, tag uint64, buf []byte) *Request {
+	return ep.SendAsyncWith(ctx, rank, tag, buf, SendOptions{})
+}
+
+// SendOptions adjust one send (SendAsyncWith). The zero value is
+// SendAsync's behaviour.
+type SendOptions struct {
+	// Eager sends the message eagerly whatever its size (up to
+	// MaxEagerLimit), as if it were within Config.EagerLimit: no RTS/CTS
+	// handshake, the data follows at once and is copied into the posted
+	// receive, or into the unexpected pool (Config.UnexpectedBytes, which
+	// admits one message of any size when it is empty) if none is posted
+	// yet. Use it when the receiver has most likely posted its receive
+	// and nothing else is in flight to it, as in an exchange where both
+	// sides post a receive and then send: there the handshake is pure
+	// latency, a round trip with a wake-up at each end, which costs more
+	// than the two copies up to about 1 MiB (docs/performance.md §7,
+	// "Session 9"). Behind other traffic the handshake is hidden and the
+	// rendezvous' zero-copy placement wins.
+	Eager bool
+}
+
+// SendAsyncWith is SendAsync with per-send options.
+func (ep *Endpoint) SendAsyncWith(ctx context.Context, rank uint32, tag uint64, buf []byte, opts SendOptions) *Request {
 	req, op := newAsyncSend(ep, buf)
 	op.tag = tag
+	op.eager = opts.Eager
 	return ep.startAsync(ctx, req, op, func() (*peer, error) { return ep.startSend(op, rank) })
 }
 
@@ -302,7 +327,7 @@ func (ep *Endpoint) startSend(op *sendOp, rank uint32) (*peer, error) {
 	ep.nextMsgID++
 	op.msgID = ep.nextMsgID
 	op.dst = p
-	op.rdv = len(op.buf) > ep.cfg.EagerLimit
+	op.rdv = len(op.buf) > ep.cfg.EagerLimit && !(op.eager && len(op.buf) <= MaxEagerLimit)
 	op.phase = phQueued
 	ep.associate(&op.opBase, p)
 	p.msgQ.push(op)

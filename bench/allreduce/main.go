@@ -64,6 +64,7 @@ type options struct {
 	depth     int
 	window    int
 	eager     int
+	xchgEager int
 }
 
 func main() {
@@ -108,6 +109,7 @@ func run(args []string) error {
 	fs.StringVar(&bulkS, "busypoll-bulk", "auto", "UDP wire BusyPollBulk: keep polling while bulk receives are pending: true, false, or auto (true when every local rank has a core)")
 	fs.IntVar(&o.window, "window", 0, "transport Config.Window: unacknowledged packets per peer (0: the default)")
 	fs.IntVar(&o.eager, "eager", 0, "transport Config.EagerLimit in bytes: larger messages use the RTS/CTS rendezvous (0: the default, 128 KiB)")
+	fs.IntVar(&o.xchgEager, "exchange-eager", 0, "collectives Tuning.ExchangeEagerBytes: exchange sends (RD, Rabenseifner steps) up to this skip the rendezvous (0: the default, 1 MiB; -1: never)")
 	fs.IntVar(&o.maxPay, "maxpayload", 0, "UDP datagram payload in bytes (0: 8192 when -addr is a loopback address, else the wire default 1452; every rank must agree)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -71,6 +71,7 @@ func startRank(o options, world *rendezvous.World, w wire.Wire) (*rankRT, error)
 	var copts collectives.Options
 	copts.Tuning.SegmentBytes = int(o.segment)
 	copts.Tuning.PipelineDepth = o.depth
+	copts.Tuning.ExchangeEagerBytes = o.xchgEager
 	if o.algo != "" {
 		a, err := collectives.ParseAlgorithm(o.algo)
 		if err != nil {

@@ -76,6 +76,7 @@ type options struct {
 	pingIters                  int
 	wire                       string
 	maxPayload                 int
+	busyPoll                   time.Duration
 	jsonOut                    bool
 	rows                       []string
 	timeout                    time.Duration
@@ -105,6 +106,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.pingIters, "pp", 2000, "ping-pong round trips (0: skip the latency table)")
 	fs.StringVar(&o.wire, "wire", "udp", "sealring's datagram wire: udp (real sockets on 127.0.0.1), quic (QUIC datagrams on 127.0.0.1) or mem")
 	fs.IntVar(&o.maxPayload, "maxpayload", wire.LoopbackMaxPayload, "sealring wire MaxPayload in bytes (0: the wire default for real networks, 1452; loopback allows up to 65507)")
+	fs.DurationVar(&o.busyPoll, "busypoll", 0, "sealring UDP wire BusyPoll: poll an idle socket this long before sleeping (0: off)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per result instead of the tables")
 	fs.StringVar(&rows, "rows", "sealed,insecure,tcp", "rows to measure (tcp is needed for the ratios)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
@@ -504,7 +506,7 @@ func newSealPair(o options, insecure bool) (*sealPair, error) {
 			}
 			return quicwire.Listen(netip.MustParseAddrPort("127.0.0.1:0"), quicwire.Config{Credentials: creds})
 		}
-		return wire.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{MaxPayload: o.maxPayload})
+		return wire.ListenUDP("udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{MaxPayload: o.maxPayload, BusyPoll: o.busyPoll})
 	}
 	p := &sealPair{}
 	for i, ep := range []**transport.Endpoint{&p.a, &p.b} {
