@@ -36,14 +36,18 @@ func TestExchangeEager(t *testing.T) {
 		algo      Algorithm
 		limit     int  // Tuning.ExchangeEagerBytes
 		wantEager bool // every send eager (else none)
+		mixed     bool // some sends eager, some not
 	}{
-		{"rd/default", 4, RecursiveDoubling, 0, true},
-		{"rd/folded", 5, RecursiveDoubling, 0, true},
-		{"rabenseifner", 4, Rabenseifner, 0, true},
-		{"rabenseifner/folded", 6, Rabenseifner, 0, true},
-		{"rd/limit-below", 4, RecursiveDoubling, 4 * count / 2, false},
-		{"rd/off", 4, RecursiveDoubling, -1, false},
-		{"ring", 4, Ring, 0, false},
+		{"rd/default", 4, RecursiveDoubling, 0, true, false},
+		{"rd/folded", 5, RecursiveDoubling, 0, true, false},
+		{"rabenseifner", 4, Rabenseifner, 0, true, false},
+		{"rabenseifner/folded", 6, Rabenseifner, 0, true, false},
+		{"rd/limit-below", 4, RecursiveDoubling, 4*count - 1, false, false},
+		{"rd/off", 4, RecursiveDoubling, -1, false, false},
+		{"ring", 4, Ring, 0, false, false},
+		// Halving steps of 10 000 and 5 000 bytes: only the second
+		// (and its doubling twin) is within the limit.
+		{"rabenseifner/limit-between", 4, Rabenseifner, 4 * count / 4, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var eager, plain atomic.Int64
@@ -76,9 +80,17 @@ func TestExchangeEager(t *testing.T) {
 			})
 			e, p := eager.Load(), plain.Load()
 			t.Logf("eager sends %d, plain sends %d", e, p)
-			if tc.wantEager && (e == 0 || p != 0) || !tc.wantEager && (e != 0 || p == 0) {
+			switch {
+			case tc.mixed:
+				if e == 0 || p == 0 || e != p {
+					t.Fatalf("eager sends %d, plain sends %d; want as many of each", e, p)
+				}
+			case tc.wantEager && (e == 0 || p != 0) || !tc.wantEager && (e != 0 || p == 0):
 				t.Fatalf("eager sends %d, plain sends %d; want all eager: %v", e, p, tc.wantEager)
 			}
 		})
 	}
 }
+
+// The transport adapter is what makes exchanges eager in practice.
+var _ EagerSender = (*endpointConn)(nil)

@@ -103,11 +103,14 @@ type Tuning struct {
 	// AllToAllWindow is how many pairwise exchange steps AllToAll keeps in
 	// flight.
 	AllToAllWindow int
-	// ExchangeEagerBytes: the sends of an exchange (recursive doubling,
-	// the halving and doubling steps, folds) of at most this many bytes
-	// skip the transport's rendezvous handshake when the Conn is an
-	// EagerSender: the peer posts its receive before its own send, so the
-	// handshake would only add a round trip. Negative: never.
+	// ExchangeEagerBytes: the sends of an exchange step (recursive
+	// doubling, the halving and doubling steps, Bruck, and the fold's
+	// one-way transfers) of at most this many bytes skip the transport's
+	// rendezvous handshake when the Conn is an EagerSender: the peer posts
+	// its receive at the start of the step and nothing else is in flight
+	// to it, so the handshake would only add a round trip. 0 means the
+	// default (1 MiB); negative means never (unlike the other fields,
+	// where negative also means the default).
 	ExchangeEagerBytes int
 }
 

@@ -58,7 +58,8 @@ type Config struct {
 	CacheCapacity int
 
 	// EagerLimit is the largest message sent eagerly; larger ones use the
-	// RTS/CTS rendezvous and land straight in the posted buffer.
+	// RTS/CTS rendezvous and land straight in the posted buffer, unless
+	// the send asks for eager (SendOptions.Eager).
 	// 0 means DefaultEagerLimit (128 KiB: measured, a rendezvous
 	// handshake between processes costs more than copying that much,
 	// while the collectives' 256 KiB pipeline segments stay zero-copy;
@@ -67,7 +68,9 @@ type Config struct {
 	// UnexpectedBytes bounds the eager data buffered for messages that
 	// arrived before a matching Recv, summed over all peers. When it is
 	// full, new unexpected messages are refused (the sender is told to
-	// stop with a zero window and resumes when Recv frees space). 0 means
+	// stop with a zero window and resumes when Recv frees space), except
+	// that an empty pool admits one message of any size (else a message
+	// larger than the pool could never arrive before its receive). 0 means
 	// DefaultUnexpectedBytes (64 MiB).
 	UnexpectedBytes int
 	// Window is the most unacknowledged packets per peer, and the receive

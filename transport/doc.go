@@ -17,8 +17,8 @@
 //     window and receiver flow control, keepalives and a peer timeout.
 //   - Messages (MPI/UCX-like): Send/Recv with AnySource and tag masks,
 //     matched in post order and non-overtaking per peer; eager messages up
-//     to Config.EagerLimit, rendezvous (RTS/CTS) above it, straight into
-//     the posted buffer.
+//     to Config.EagerLimit (or any size with SendOptions.Eager),
+//     rendezvous (RTS/CTS) above it, straight into the posted buffer.
 //   - One-sided access (RDMA-like RMA): Register makes a buffer a Region
 //     with remote read and/or write rights and a RemoteKey (40 bytes, to
 //     hand to peers); Put and Get write and read any range of a peer's

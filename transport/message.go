@@ -255,7 +255,11 @@ type SendOptions struct {
 	// latency, a round trip with a wake-up at each end, which costs more
 	// than the two copies up to about 1 MiB (docs/performance.md §7,
 	// "Session 9"). Behind other traffic the handshake is hidden and the
-	// rendezvous' zero-copy placement wins.
+	// rendezvous' zero-copy placement wins. The costs: while the
+	// receiver's pool has no room for an unmatched message, it and all
+	// that follows it from this endpoint wait for a receive; a short
+	// receive makes the receiver copy the whole message; and a send
+	// cancelled part way is withdrawn with a CANCEL.
 	Eager bool
 }
 
@@ -839,6 +843,15 @@ func (ep *Endpoint) cancelSend(op *sendOp, err error) *peer {
 	case !op.started:
 		ep.finishSend(op, err) // its msgQ entry is skipped from now on
 		return nil
+	case !op.rdv && !op.allBuilt && len(op.buf) > ep.cfg.EagerLimit:
+		// A large eager message (SendOptions.Eager), partly sent: withdraw
+		// it with a CANCEL, as a rendezvous one, rather than copy the rest
+		// under the lock and send it to nobody. The CANCEL follows the
+		// fragments already built; the receiver drops what it has of the
+		// message (onCancel), and nothing more is built (op is dead).
+		ep.finishSend(op, err)
+		ep.queueCtrl(p, ctrlItem{typ: typeCancel, msgID: op.msgID})
+		return p
 	case !op.rdv:
 		// Fragments are on the wire: finish the message in the
 		// background from a private copy, so that it arrives whole.

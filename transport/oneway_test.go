@@ -389,10 +389,7 @@ func TestTruncatedEager(t *testing.T) {
 			}
 			// The shadow copy was charged to the unexpected pool and is
 			// released with the message.
-			r.mu.Lock()
-			used := r.unexpUsed
-			r.mu.Unlock()
-			if used != 0 {
+			if used := unexpCharged(r); used != 0 {
 				t.Fatalf("unexpected pool still charged %d bytes", used)
 			}
 		})

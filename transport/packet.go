@@ -100,18 +100,19 @@ const (
 // Parse errors: preallocated, so a flood of malformed packets allocates
 // nothing. All wrap errMalformed.
 var (
-	errMalformed = errors.New("transport: malformed packet")
-	errShort     = fmt.Errorf("%w: shorter than its header", errMalformed)
-	errType      = fmt.Errorf("%w: unknown type", errMalformed)
-	errFlags     = fmt.Errorf("%w: undefined flags", errMalformed)
-	errReserved  = fmt.Errorf("%w: reserved field not zero", errMalformed)
-	errLength    = fmt.Errorf("%w: length does not match type", errMalformed)
-	errFragment  = fmt.Errorf("%w: fragment outside its message", errMalformed)
-	errSACKCount = fmt.Errorf("%w: too many SACK ranges", errMalformed)
-	errSACKRange = fmt.Errorf("%w: empty or backward SACK range", errMalformed)
-	errRMALength = fmt.Errorf("%w: RMA offset or length beyond 2^62", errMalformed)
-	errInline    = fmt.Errorf("%w: PUT payload neither empty nor its whole length", errMalformed)
-	errNakCode   = fmt.Errorf("%w: unknown NAK code", errMalformed)
+	errMalformed  = errors.New("transport: malformed packet")
+	errShort      = fmt.Errorf("%w: shorter than its header", errMalformed)
+	errType       = fmt.Errorf("%w: unknown type", errMalformed)
+	errFlags      = fmt.Errorf("%w: undefined flags", errMalformed)
+	errReserved   = fmt.Errorf("%w: reserved field not zero", errMalformed)
+	errLength     = fmt.Errorf("%w: length does not match type", errMalformed)
+	errFragment   = fmt.Errorf("%w: fragment outside its message", errMalformed)
+	errEagerTotal = fmt.Errorf("%w: EAGER message longer than MaxEagerLimit", errMalformed)
+	errSACKCount  = fmt.Errorf("%w: too many SACK ranges", errMalformed)
+	errSACKRange  = fmt.Errorf("%w: empty or backward SACK range", errMalformed)
+	errRMALength  = fmt.Errorf("%w: RMA offset or length beyond 2^62", errMalformed)
+	errInline     = fmt.Errorf("%w: PUT payload neither empty nor its whole length", errMalformed)
+	errNakCode    = fmt.Errorf("%w: unknown NAK code", errMalformed)
 )
 
 // maxRMA bounds the offsets and lengths of one-sided accesses (and of
@@ -373,6 +374,12 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 		payload = p[n:]
 		if h.Offset > h.Total || uint64(len(payload)) > h.Total-h.Offset {
 			return nil, errFragment
+		}
+		if h.Total > MaxEagerLimit {
+			// No sender sends more eagerly (SendOptions.Eager falls back
+			// to the rendezvous): this bounds what one unexpected
+			// message can make a receiver allocate.
+			return nil, errEagerTotal
 		}
 		return payload, nil
 	case typeRTS:

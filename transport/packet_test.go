@@ -100,6 +100,7 @@ func TestHeaderRejects(t *testing.T) {
 		"piggyShort":   {mod(func(b []byte) { b[1] = flagPiggyAck }), errShort},
 		"reserved":     {mod(func(b []byte) { b[3] = 1 }), errReserved},
 		"fragmentOver": {append(eager, 1, 2), errFragment},
+		"eagerTotal":   {(&header{Type: typeEager, DstRank: 1, MsgID: 1, Total: MaxEagerLimit + 1}).AppendTo(nil), errEagerTotal},
 		"sackEmpty":    {func() []byte { b := bytes.Clone(ack); b[len(b)-1] = 5; return b }(), errSACKRange},
 		"sackCount":    {func() []byte { b := bytes.Clone(ack); b[20] = 17; return b }(), errSACKCount},
 		"sackLen":      {func() []byte { b := bytes.Clone(ack); b[20] = 2; return b }(), errLength},

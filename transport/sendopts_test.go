@@ -2,11 +2,19 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 )
+
+// unexpCharged is what ep's unexpected pool is charged with.
+func unexpCharged(ep *Endpoint) int {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return ep.unexpUsed
+}
 
 // unexpectedHead waits until ep holds an unexpected message and returns
 // whether it is a rendezvous one and how many of its bytes arrived.
@@ -76,13 +84,66 @@ func TestSendEagerOption(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				b.mu.Lock()
-				left := b.unexpUsed
-				b.mu.Unlock()
-				if left != 0 {
+				if left := unexpCharged(b); left != 0 {
 					t.Fatalf("%d bytes left charged to the unexpected pool", left)
 				}
 			})
 		}
 	}
+}
+
+// TestCancelPartialLargeEager: a large eager send (SendOptions.Eager)
+// cancelled part way is withdrawn, not finished from a copy: the send
+// fails with the context's error, the receiver drops the part it holds
+// (its pool ends empty), no receive ever gets the message, and the next
+// message on the same tag arrives intact.
+func TestCancelPartialLargeEager(t *testing.T) {
+	s, r, cut := oneWayPair(t, "mem", 5*time.Second) // EagerLimit 4096, Window 16
+	ctx := ctxT(t)
+	const size = 3 << 20
+	cut[0].cutAfter(4) // a few fragments get through, then nothing
+	sctx, cancel := context.WithCancel(ctx)
+	msg := pattern(size, 0, 9, 0)
+	sq := s.SendAsyncWith(sctx, 1, 9, msg, SendOptions{Eager: true})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.mu.Lock()
+		u := r.unexp.head
+		partial := u != nil && !u.rdv && u.got > 0 && u.got < size
+		r.mu.Unlock()
+		if partial {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no part of the eager message reached the receiver")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if _, err := sq.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled send: %v, want context.Canceled", err)
+	}
+	s.mu.Lock()
+	cloned := len(sq.send.buf) != size || &sq.send.buf[0] != &msg[0]
+	s.mu.Unlock()
+	if cloned {
+		t.Fatal("the cancelled send was detached to finish in the background")
+	}
+	cut[0].heal()
+	deadline = time.Now().Add(5 * time.Second)
+	for unexpCharged(r) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the withdrawn message still holds %d bytes of the pool", unexpCharged(r))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The next message on the tag is the one a receive gets.
+	next := pattern(5000, 0, 9, 1)
+	go s.Send(ctx, 1, 9, next)
+	buf := make([]byte, size)
+	st, err := r.Recv(ctx, 0, 9, ^uint64(0), buf)
+	if err != nil || st.Len != len(next) {
+		t.Fatalf("Recv after the withdrawn message: %+v, %v", st, err)
+	}
+	checkPattern(t, buf[:st.Len], 0, 9, 1)
 }
