@@ -109,8 +109,10 @@ type Config struct {
 	// sides send, then receive) waits one one-way trip instead of a round
 	// trip. The price: a delivery failure after that point (the peer dies,
 	// times out, or this endpoint closes before the ACK) is no longer
-	// reported to the send, only to later operations on that peer.
-	// Rendezvous sends are unaffected (they complete on FIN).
+	// reported to the send, only to later operations on that peer; end
+	// such an endpoint with Shutdown, which waits for the last ACKs, not
+	// Close, which drops what is unacknowledged. Rendezvous sends are
+	// unaffected (they complete on FIN).
 	LocalCompletion bool
 }
 

@@ -28,15 +28,21 @@
 //     ErrOutOfBounds) before placing a byte; large transfers share the
 //     rendezvous data path. Deregister ends all remote access.
 //
-// The packet formats are in PROTOCOL_DRAFT.md and the threads, locks and
-// state machines in ARCHITECTURE_DRAFT.md.
+// The packet formats are in docs/protocol.md and the threads, locks and
+// state machines in docs/architecture.md.
 //
 // The shortest correct use:
 //
 //	w, _ := wire.ListenUDP("udp4", netip.MustParseAddrPort("10.0.0.1:7000"), wire.UDPConfig{})
 //	ep, err := transport.New(transport.Config{Rank: rank, Incarnation: inc, Wire: w, Group: group})
-//	defer ep.Close()
+//	defer ep.Close() // error paths
 //	ep.AddPeer(1, addrOfRank1) // from the job's rendezvous store
 //	err = ep.Send(ctx, 1, tag, msg)
 //	st, err := ep.Recv(ctx, transport.AnySource, tag, ^uint64(0), buf)
+//	err = ep.Shutdown(ctx) // done: wait for the last ACKs, then close
+//
+// Close ends an endpoint at once; Shutdown ends it gracefully, once
+// everything it sent has been acknowledged. The difference matters with
+// Config.LocalCompletion, where a send completes before its peer has its
+// data.
 package transport

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -56,6 +57,10 @@ type Endpoint struct {
 	nextSeq    uint64 // arrival order of messages and post order of receives
 	nRefused   int    // peers holding a refused packet
 	completed  uint64 // operations completed (finishSend, finishRecv*)
+	// settled, while a Shutdown waits, is closed (and cleared) when the
+	// send side may have gone quiet: an ACK, a completed send or a failed
+	// peer. Shutdown then checks again.
+	settled chan struct{}
 
 	regions    map[uint64]*Region  // registered regions by ID
 	nextRegion uint64              // region IDs are never reused
@@ -235,8 +240,86 @@ func (ep *Endpoint) RemovePeer(rank uint32) error {
 	return nil
 }
 
+// Shutdown closes the endpoint gracefully. It waits until the endpoint's
+// send side is quiet, then calls Close. Quiet means every reliable packet
+// it has sent has been acknowledged, and no send, Put or Get still waits
+// to start or for its peer's answer. Meanwhile the endpoint keeps
+// working: it receives, acknowledges and retransmits as usual.
+//
+// Call it at the end of a job instead of Close. With
+// Config.LocalCompletion a send completes before its peer has
+// acknowledged it, so the last messages of a rank may still be in flight
+// when the rank is done: Close drops them, and their peer waits in vain
+// until its PeerTimeout. Shutdown lets them arrive. Receives still
+// pending (they may never be matched) are not waited for: Close fails
+// them with ErrClosed.
+//
+// Shutdown returns nil if everything sent was acknowledged. A peer that
+// stops answering fails after PeerTimeout, as usual, and is not waited
+// for; if it still had packets of this endpoint's unacknowledged,
+// Shutdown returns an error wrapping ErrPeerUnreachable (those messages
+// may be lost). If ctx is done first, Shutdown closes the endpoint anyway
+// and returns an error wrapping ctx.Err().
+func (ep *Endpoint) Shutdown(ctx context.Context) error {
+	for {
+		ep.mu.Lock()
+		if ep.closed {
+			ep.mu.Unlock()
+			return ep.Close()
+		}
+		quiet, lost := ep.quietLocked()
+		if quiet {
+			ep.mu.Unlock()
+			err := ep.Close()
+			if lost != nil {
+				return fmt.Errorf("transport: shutdown: messages to rank %d unacknowledged: %w", lost.rank, ErrPeerUnreachable)
+			}
+			return err
+		}
+		if ep.settled == nil {
+			ep.settled = make(chan struct{})
+		}
+		settled := ep.settled
+		ep.mu.Unlock()
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			ep.Close()
+			return fmt.Errorf("transport: shutdown: sends still unacknowledged: %w", ctx.Err())
+		}
+	}
+}
+
+// quietLocked reports whether no live peer has anything of this
+// endpoint's to send or to acknowledge, and returns a failed peer that
+// still has unacknowledged packets, if any. Under ep.mu.
+func (ep *Endpoint) quietLocked() (quiet bool, lost *peer) {
+	for _, p := range ep.peerList {
+		if p.down {
+			if p.sndUna != p.sndNxt && lost == nil {
+				lost = p
+			}
+			continue
+		}
+		if p.sndUna != p.sndNxt || len(p.ctrlQ) > 0 || len(p.awaitCTS) > 0 || p.msgQ.peek() != nil || p.dataQ.peek() != nil {
+			return false, nil
+		}
+	}
+	return true, lost
+}
+
+// wakeShutdown tells a waiting Shutdown to check again. Under ep.mu.
+func (ep *Endpoint) wakeShutdown() {
+	if ep.settled != nil {
+		close(ep.settled)
+		ep.settled = nil
+	}
+}
+
 // Close fails every pending operation with ErrClosed, closes the wire and
-// waits for the endpoint's goroutines to exit. It is idempotent.
+// waits for the endpoint's goroutines to exit. Messages that have
+// completed locally but are not yet acknowledged (Config.LocalCompletion)
+// are dropped: see Shutdown. Close is idempotent.
 func (ep *Endpoint) Close() error {
 	ep.mu.Lock()
 	if ep.closed {
@@ -245,6 +328,7 @@ func (ep *Endpoint) Close() error {
 		return nil
 	}
 	ep.closed = true
+	ep.wakeShutdown()
 	// A final cumulative ACK to every peer: a message this endpoint has
 	// received may have completed a Recv whose ACK the receive goroutine
 	// had not written yet; without it the sender would wait for a peer

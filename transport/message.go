@@ -575,6 +575,7 @@ func (ep *Endpoint) finishSend(op *sendOp, err error) {
 		return
 	}
 	ep.completed++
+	ep.wakeShutdown()
 	if err != nil {
 		op.dead = true
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// Transport packet formats (PROTOCOL_DRAFT.md). Every transport packet is
+// Transport packet formats (docs/protocol.md §8). Every transport packet is
 // the encrypted payload of one sealed datagram: the transport header is
 // never in clear. All integers are big-endian.
 //

@@ -581,6 +581,9 @@ func (ep *Endpoint) onAck(p *peer, h *header, now int64) (kick, fresh bool) {
 	}
 	if progress {
 		ep.computeRTO(p)
+		if p.sndUna == p.sndNxt {
+			ep.wakeShutdown()
+		}
 	}
 	switch {
 	case p.pipe+p.nLost == 0:
@@ -920,6 +923,7 @@ func (ep *Endpoint) deliver(p *peer, h *header, payload []byte) bool {
 // removed, or the endpoint is closing); without, the reliability state is
 // kept so that the stream can resume if the peer answers again.
 func (ep *Endpoint) failPeer(p *peer, err error, reset bool) {
+	ep.wakeShutdown()
 	// One-sided work the peer asked of this endpoint.
 	ep.failRMA(p, reset)
 	// Sends (Puts and Gets too).

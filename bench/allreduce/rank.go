@@ -40,6 +40,29 @@ func (r *rankRT) close() {
 	}
 }
 
+// shutdownTimeout bounds a rank's graceful shutdown: on loopback its
+// last messages are acknowledged within milliseconds.
+const shutdownTimeout = 5 * time.Second
+
+// shutdown ends a rank that finished its work: its endpoint waits until
+// its last messages are acknowledged (with -local-completion, a rank's
+// last sends complete before they arrive, and a plain Close would drop
+// them, failing the peer that still waits for them). Not being able to
+// confirm that is reported on stderr but does not fail this rank, whose
+// results are complete: a peer that missed a message fails itself.
+func (r *rankRT) shutdown(rank int) {
+	if r.comm != nil {
+		r.comm.Close()
+	}
+	if r.ep != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := r.ep.Shutdown(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "allreduce: rank %d: %v\n", rank, err)
+		}
+	}
+}
+
 // startRank builds the endpoint and communicator of a joined rank.
 func startRank(o options, world *rendezvous.World, w wire.Wire) (*rankRT, error) {
 	rt := &rankRT{world: world}
@@ -150,7 +173,11 @@ func runRankFromEnv(ctx context.Context, o options) error {
 			progress = os.Stderr
 		}
 	}
-	return benchmark(ctx, o, rt, out, progress)
+	if err := benchmark(ctx, o, rt, out, progress); err != nil {
+		return err
+	}
+	rt.shutdown(world.Rank)
+	return nil
 }
 
 // loopbackPayload resolves -maxpayload 0 for a rank listening on laddr.
@@ -202,7 +229,11 @@ func runInProcess(ctx context.Context, o options) error {
 						progress = os.Stderr
 					}
 				}
-				return benchmark(ctx, o, rt, out, progress)
+				if err := benchmark(ctx, o, rt, out, progress); err != nil {
+					return err
+				}
+				rt.shutdown(r)
+				return nil
 			}()
 			if errs[r] != nil {
 				cancel() // the others would wait for this rank

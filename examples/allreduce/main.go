@@ -56,7 +56,7 @@ func rank(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer ep.Close()
+	defer ep.Close() // on error paths; Shutdown below on success
 	ranks := make([]uint32, world.Size)
 	for _, p := range world.Peers {
 		ranks[p.Rank] = uint32(p.Rank)
@@ -76,5 +76,9 @@ func rank(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("rank %d of %d: sum = %v\n", world.Rank, world.Size, data)
-	return nil
+
+	// 4. A graceful end: wait until this rank's last messages are
+	// acknowledged, then close (the deferred Close is for error paths).
+	comm.Close()
+	return ep.Shutdown(ctx)
 }
