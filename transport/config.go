@@ -68,7 +68,8 @@ type Config struct {
 	// UnexpectedBytes bounds the eager data buffered for messages that
 	// arrived before a matching Recv, summed over all peers. When it is
 	// full, new unexpected messages are refused (the sender is told to
-	// stop with a zero window and resumes when Recv frees space), except
+	// stop with a zero window and resumes when a Recv, a withdrawn
+	// message or a failed peer frees space), except
 	// that an empty pool admits one message of any size (else a message
 	// larger than the pool could never arrive before its receive). 0 means
 	// DefaultUnexpectedBytes (64 MiB).

@@ -56,6 +56,7 @@ type Endpoint struct {
 	nextRecvID uint64
 	nextSeq    uint64 // arrival order of messages and post order of receives
 	nRefused   int    // peers holding a refused packet
+	retryDue   bool   // the pool shrank while packets were refused: txLoop retries them
 	completed  uint64 // operations completed (finishSend, finishRecv*)
 	// settled, while a Shutdown waits, is closed (and cleared) when the
 	// send side may have gone quiet: an ACK, a completed send or a failed
@@ -841,6 +842,10 @@ func (ep *Endpoint) txLoop() {
 		if ep.closed {
 			ep.mu.Unlock()
 			return
+		}
+		if ep.retryDue {
+			ep.retryDue = false
+			ep.retryRefused()
 		}
 		for _, p := range ep.peerList {
 			if d := ep.tick(p, now); d < next {

@@ -485,7 +485,7 @@ func (ep *Endpoint) post(r *recvOp) *peer {
 			continue
 		}
 		ep.unexp.remove(u)
-		ep.unexpUsed -= u.charge
+		ep.unexpRelease(u.charge)
 		var pumpPeer *peer
 		switch {
 		case u.rdv:
@@ -587,7 +587,7 @@ func (ep *Endpoint) finishSend(op *sendOp, err error) {
 
 func (ep *Endpoint) dropUnexp(u *unexpMsg) {
 	ep.unexp.remove(u)
-	ep.unexpUsed -= u.charge
+	ep.unexpRelease(u.charge)
 	if u.data != nil {
 		putUbuf(u.data)
 		u.data = nil
@@ -910,7 +910,7 @@ func (ep *Endpoint) returnEager(r *recvOp) *unexpMsg {
 	c := &p.cur
 	data := c.shadow
 	if data != nil {
-		ep.unexpUsed -= c.shadowCharge
+		ep.unexpRelease(c.shadowCharge)
 		c.shadow, c.shadowCharge = nil, 0
 	} else {
 		if c.got > uint64(len(r.buf)) {
@@ -939,7 +939,7 @@ func (ep *Endpoint) rematch(u *unexpMsg) *peer {
 		return nil
 	}
 	ep.unexp.remove(u)
-	ep.unexpUsed -= u.charge
+	ep.unexpRelease(u.charge)
 	var pumpPeer *peer
 	if u.rdv {
 		ep.startRdv(r, u.p, u.msgID, u.tag, u.total, u.seq)

@@ -152,7 +152,7 @@ type curMsg struct {
 func (ep *Endpoint) clearCur(p *peer) {
 	if p.cur.shadow != nil {
 		putUbuf(p.cur.shadow)
-		ep.unexpUsed -= p.cur.shadowCharge
+		ep.unexpRelease(p.cur.shadowCharge)
 	}
 	p.cur = curMsg{}
 }
@@ -868,6 +868,18 @@ func (ep *Endpoint) drain(p *peer) int {
 		*s = rxSlot{}
 		p.rcvNxt++
 		n++
+	}
+}
+
+// unexpRelease returns n bytes to the unexpected pool. If a packet was
+// refused while the pool was full, the timer goroutine retries it (see
+// txLoop): not here, where the caller may be walking the pool or
+// delivering another peer's packets. Under ep.mu.
+func (ep *Endpoint) unexpRelease(n int) {
+	ep.unexpUsed -= n
+	if ep.nRefused > 0 && !ep.retryDue {
+		ep.retryDue = true
+		ep.kickTx()
 	}
 }
 
