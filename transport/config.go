@@ -69,7 +69,7 @@ type Config struct {
 	// arrived before a matching Recv, summed over all peers. When it is
 	// full, new unexpected messages are refused (the sender is told to
 	// stop with a zero window and resumes when a Recv, a withdrawn
-	// message or a failed peer frees space), except
+	// message or a removed or restarted peer frees space), except
 	// that an empty pool admits one message of any size (else a message
 	// larger than the pool could never arrive before its receive). 0 means
 	// DefaultUnexpectedBytes (64 MiB).

@@ -230,6 +230,7 @@ func (ep *Endpoint) RemovePeer(rank uint32) error {
 		return fmt.Errorf("%w: %d", ErrUnknownPeer, rank)
 	}
 	ep.failPeer(p, errPeerRemoved, true)
+	ep.resetPeer(p) // its buffers, and a refused packet's count in nRefused
 	p.removed = true
 	delete(ep.peers, rank)
 	for i, q := range ep.peerList {
@@ -242,36 +243,49 @@ func (ep *Endpoint) RemovePeer(rank uint32) error {
 }
 
 // Shutdown closes the endpoint gracefully. It waits until the endpoint's
-// send side is quiet, then calls Close. Quiet means every reliable packet
-// it has sent has been acknowledged, and no send, Put or Get still waits
-// to start or for its peer's answer. Meanwhile the endpoint keeps
-// working: it receives, acknowledges and retransmits as usual.
+// send side is quiet, then closes it as Close does. Quiet means every
+// reliable packet it has sent has been acknowledged, and no send, Put or
+// Get still waits to start or for its peer's answer. Meanwhile the
+// endpoint keeps working: it receives, acknowledges and retransmits as
+// usual, and operations started meanwhile are waited for too.
 //
 // Call it at the end of a job instead of Close. With
 // Config.LocalCompletion a send completes before its peer has
 // acknowledged it, so the last messages of a rank may still be in flight
 // when the rank is done: Close drops them, and their peer waits in vain
 // until its PeerTimeout. Shutdown lets them arrive. Receives still
-// pending (they may never be matched) are not waited for: Close fails
-// them with ErrClosed.
+// pending (they may never be matched) are not waited for: they fail with
+// ErrClosed.
 //
 // Shutdown returns nil if everything sent was acknowledged. A peer that
 // stops answering fails after PeerTimeout, as usual, and is not waited
 // for; if it still had packets of this endpoint's unacknowledged,
 // Shutdown returns an error wrapping ErrPeerUnreachable (those messages
-// may be lost). If ctx is done first, Shutdown closes the endpoint anyway
-// and returns an error wrapping ctx.Err().
+// may be lost). Packets to a peer removed (RemovePeer) or restarted
+// meanwhile are not reported. If ctx is done first, Shutdown closes the
+// endpoint anyway and returns an error wrapping ctx.Err(); if Close is
+// called meanwhile, or was before, it returns one wrapping ErrClosed.
+//
+// A live peer can keep Shutdown waiting: one that never posts the receive
+// of a rendezvous send, for instance, answers keepalives and so never
+// times out. Give ctx a deadline.
 func (ep *Endpoint) Shutdown(ctx context.Context) error {
+	// A fallback re-check, in case some state change that quiets the
+	// endpoint does not wake it.
+	recheck := time.NewTicker(50 * time.Millisecond)
+	defer recheck.Stop()
 	for {
 		ep.mu.Lock()
 		if ep.closed {
 			ep.mu.Unlock()
-			return ep.Close()
+			ep.wg.Wait()
+			return fmt.Errorf("transport: shutdown: %w", ErrClosed)
 		}
 		quiet, lost := ep.quietLocked()
 		if quiet {
-			ep.mu.Unlock()
-			err := ep.Close()
+			// Quiet and closing in one critical section: no send can
+			// complete locally in between and be dropped.
+			err := ep.closeLocked()
 			if lost != nil {
 				return fmt.Errorf("transport: shutdown: messages to rank %d unacknowledged: %w", lost.rank, ErrPeerUnreachable)
 			}
@@ -284,7 +298,14 @@ func (ep *Endpoint) Shutdown(ctx context.Context) error {
 		ep.mu.Unlock()
 		select {
 		case <-settled:
+		case <-recheck.C:
 		case <-ctx.Done():
+			ep.mu.Lock()
+			if q, _ := ep.quietLocked(); q && !ep.closed {
+				ep.mu.Unlock()
+				continue // quiet at the last moment: the normal path
+			}
+			ep.mu.Unlock()
 			ep.Close()
 			return fmt.Errorf("transport: shutdown: sends still unacknowledged: %w", ctx.Err())
 		}
@@ -328,6 +349,12 @@ func (ep *Endpoint) Close() error {
 		ep.wg.Wait()
 		return nil
 	}
+	return ep.closeLocked()
+}
+
+// closeLocked closes the endpoint; it is called with ep.mu held and
+// releases it.
+func (ep *Endpoint) closeLocked() error {
 	ep.closed = true
 	ep.wakeShutdown()
 	// A final cumulative ACK to every peer: a message this endpoint has

@@ -691,6 +691,10 @@ func (ep *Endpoint) repost(r *recvOp) {
 	if p := ep.post(r); p != nil {
 		p.needPump = true
 	}
+	if r.state == rPosted {
+		// A refused packet may match it now.
+		ep.scheduleRetry()
+	}
 }
 
 func (ep *Endpoint) onRTS(p *peer, h *header) bool {

@@ -877,6 +877,12 @@ func (ep *Endpoint) drain(p *peer) int {
 // delivering another peer's packets. Under ep.mu.
 func (ep *Endpoint) unexpRelease(n int) {
 	ep.unexpUsed -= n
+	ep.scheduleRetry()
+}
+
+// scheduleRetry has the timer goroutine retry refused packets (if any)
+// at the top of its next pass. Under ep.mu.
+func (ep *Endpoint) scheduleRetry() {
 	if ep.nRefused > 0 && !ep.retryDue {
 		ep.retryDue = true
 		ep.kickTx()

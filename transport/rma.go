@@ -568,6 +568,7 @@ func (ep *Endpoint) dropSink(s *rmaSink) {
 // stopServe ends a GET being served: nothing more of its region is read.
 func (ep *Endpoint) stopServe(op *sendOp) {
 	op.dead, op.done = true, true
+	ep.wakeShutdown()
 	if p := op.dst; p.rmaServe[op.msgID] == op {
 		delete(p.rmaServe, op.msgID)
 	}

@@ -110,7 +110,7 @@ func TestShutdownPeerTimeout(t *testing.T) {
 		t.Fatalf("Send: %v", err)
 	}
 	start := time.Now()
-	err := s.Shutdown(context.Background())
+	err := s.Shutdown(ctx) // no deadline of its own (ctx is the test's)
 	if !errors.Is(err, ErrPeerUnreachable) {
 		t.Fatalf("Shutdown: %v, want ErrPeerUnreachable", err)
 	}
@@ -130,11 +130,17 @@ func TestShutdownClosedMeanwhile(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(ctx) }()
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, s, "Shutdown waiting", func() bool { return s.settled != nil })
 	s.Close()
 	select {
-	case <-done:
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Shutdown interrupted by Close: %v, want ErrClosed", err)
+		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("Shutdown still waiting after Close")
+	}
+	if err := s.Shutdown(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Shutdown after Close: %v, want ErrClosed", err)
 	}
 }

@@ -50,12 +50,12 @@ const shutdownTimeout = 5 * time.Second
 // them, failing the peer that still waits for them). Not being able to
 // confirm that is reported on stderr but does not fail this rank, whose
 // results are complete: a peer that missed a message fails itself.
-func (r *rankRT) shutdown(rank int) {
+func (r *rankRT) shutdown(ctx context.Context, rank int) {
 	if r.comm != nil {
 		r.comm.Close()
 	}
 	if r.ep != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 		defer cancel()
 		if err := r.ep.Shutdown(ctx); err != nil {
 			fmt.Fprintf(os.Stderr, "allreduce: rank %d: %v\n", rank, err)
@@ -176,7 +176,7 @@ func runRankFromEnv(ctx context.Context, o options) error {
 	if err := benchmark(ctx, o, rt, out, progress); err != nil {
 		return err
 	}
-	rt.shutdown(world.Rank)
+	rt.shutdown(ctx, world.Rank)
 	return nil
 }
 
@@ -232,7 +232,7 @@ func runInProcess(ctx context.Context, o options) error {
 				if err := benchmark(ctx, o, rt, out, progress); err != nil {
 					return err
 				}
-				rt.shutdown(r)
+				rt.shutdown(ctx, r)
 				return nil
 			}()
 			if errs[r] != nil {
