@@ -208,3 +208,21 @@ var testMaxPayload = func() int {
 	n, _ := strconv.Atoi(os.Getenv("SEALRING_TEST_MAXPAYLOAD"))
 	return n
 }()
+
+// waitFor polls cond under ep's lock until it holds.
+func waitFor(t *testing.T, ep *Endpoint, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		ep.mu.Lock()
+		ok := cond()
+		ep.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}

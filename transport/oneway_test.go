@@ -76,19 +76,7 @@ func oneWayPair(t *testing.T, kind string, timeout time.Duration, mods ...func(*
 // waitUnexpected waits until ep holds an unexpected message.
 func waitUnexpected(t *testing.T, ep *Endpoint) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		ep.mu.Lock()
-		have := ep.unexp.head != nil
-		ep.mu.Unlock()
-		if have {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the RTS never reached the receiver")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, ep, "the RTS at the receiver", func() bool { return ep.unexp.head != nil })
 }
 
 // TestOneWayCutRendezvous: one direction of the link between the sender
@@ -227,13 +215,7 @@ func TestOneWayCutRMA(t *testing.T) {
 				}
 				if heal {
 					// Once the target has timed the initiator out.
-					deadline := time.Now().Add(2 * time.Second)
-					for r.Stats().PeerTimeouts == 0 {
-						if time.Now().After(deadline) {
-							t.Fatal("the target does not time the initiator out")
-						}
-						time.Sleep(time.Millisecond)
-					}
+					waitFor(t, r, "the target timing the initiator out", func() bool { return r.st.peerTimeouts.Load() > 0 })
 					cut[0].heal()
 				}
 				bound, cancel := context.WithTimeout(ctx, 2*timeout+500*time.Millisecond)

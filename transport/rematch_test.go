@@ -35,19 +35,7 @@ func TestReturnedMessageMatchesPosted(t *testing.T) {
 			sq := s.SendAsync(ctx, 1, 6, msg)
 			// Wait until r1 is matched (eager: its fragment arrived; rendezvous:
 			// its CTS went out).
-			deadline := time.Now().Add(2 * time.Second)
-			for {
-				r.mu.Lock()
-				matched := r1.recv.state != rPosted
-				r.mu.Unlock()
-				if matched {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the first receive was never matched")
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitFor(t, r, "the first receive matched", func() bool { return r1.recv.state != rPosted })
 			r1.Cancel(nil)
 			cut[0].heal()
 			st, err := r2.Wait(ctx)

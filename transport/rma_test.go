@@ -24,24 +24,6 @@ func snapshot(ep *Endpoint, buf []byte) []byte {
 	return bytes.Clone(buf)
 }
 
-// waitFor polls cond under ep's lock until it holds.
-func waitFor(t *testing.T, ep *Endpoint, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for {
-		ep.mu.Lock()
-		ok := cond()
-		ep.mu.Unlock()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-}
-
 // shipKey sends a key through its binary form, as a job would.
 func shipKey(t *testing.T, k RemoteKey) RemoteKey {
 	t.Helper()

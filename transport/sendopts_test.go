@@ -105,20 +105,10 @@ func TestCancelPartialLargeEager(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	msg := pattern(size, 0, 9, 0)
 	sq := s.SendAsyncWith(sctx, 1, 9, msg, SendOptions{Eager: true})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r.mu.Lock()
+	waitFor(t, r, "part of the eager message at the receiver", func() bool {
 		u := r.unexp.head
-		partial := u != nil && !u.rdv && u.got > 0 && u.got < size
-		r.mu.Unlock()
-		if partial {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no part of the eager message reached the receiver")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return u != nil && !u.rdv && u.got > 0 && u.got < size
+	})
 	cancel()
 	if _, err := sq.Wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled send: %v, want context.Canceled", err)
@@ -130,13 +120,7 @@ func TestCancelPartialLargeEager(t *testing.T) {
 		t.Fatal("the cancelled send was detached to finish in the background")
 	}
 	cut[0].heal()
-	deadline = time.Now().Add(5 * time.Second)
-	for unexpCharged(r) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the withdrawn message still holds %d bytes of the pool", unexpCharged(r))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, r, "the withdrawn message's pool bytes released", func() bool { return r.unexpUsed == 0 })
 	// The next message on the tag is the one a receive gets.
 	next := pattern(5000, 0, 9, 1)
 	go s.Send(ctx, 1, 9, next)
