@@ -59,8 +59,9 @@ type Endpoint struct {
 	retryDue   bool   // the pool shrank while packets were refused: txLoop retries them
 	completed  uint64 // operations completed (finishSend, finishRecv*)
 	// settled, while a Shutdown waits, is closed (and cleared) when the
-	// send side may have gone quiet: an ACK, a completed send or a failed
-	// peer. Shutdown then checks again.
+	// send side may have gone quiet (wakeShutdown: an ACK that empties a
+	// ring, a completed send, a failed peer, a stopped Get) or the
+	// endpoint closes. Shutdown then checks again.
 	settled chan struct{}
 
 	regions    map[uint64]*Region  // registered regions by ID
