@@ -54,10 +54,11 @@ type Endpoint struct {
 	rdvRecvs   map[uint64]*recvOp // recvID → matched rendezvous receive
 	nextMsgID  uint64
 	nextRecvID uint64
-	nextSeq    uint64 // arrival order of messages and post order of receives
-	nRefused   int    // peers holding a refused packet
-	retryDue   bool   // the pool shrank while packets were refused: txLoop retries them
-	completed  uint64 // operations completed (finishSend, finishRecv*)
+	nextSeq    uint64      // arrival order of messages and post order of receives
+	nRefused   int         // peers holding a refused packet
+	retryDue   bool        // the pool shrank while packets were refused: txLoop retries them
+	completed  uint64      // operations completed (finishSend, finishRecv*)
+	watches    []*ctxWatch // contexts whose end cancels requests (watch.go)
 	// settled, while a Shutdown waits, is closed (and cleared) when the
 	// send side may have gone quiet (wakeShutdown: an ACK that empties a
 	// ring, a completed send, a failed peer, a stopped Get) or the
@@ -384,6 +385,7 @@ func (ep *Endpoint) closeLocked() error {
 		ep.dropUnexp(u)
 		u = next
 	}
+	ep.dropWatches()
 	ep.mu.Unlock()
 	ep.sendCtrl(&final)
 	close(ep.done)

@@ -274,7 +274,7 @@ func (ep *Endpoint) SendAsyncWith(ctx context.Context, rank uint32, tag uint64, 
 // newAsyncSend makes an async request and its send-side operation: one
 // allocation (plus the request's channel).
 func newAsyncSend(ep *Endpoint, buf []byte) (*Request, *sendOp) {
-	a := &asyncSend{Request: Request{ep: ep, done: make(chan struct{})}}
+	a := &asyncSend{Request: Request{ep: ep}}
 	req, op := &a.Request, &a.op
 	op.buf = buf
 	op.req, req.send = req, op
@@ -286,20 +286,16 @@ func newAsyncSend(ep *Endpoint, buf []byte) (*Request, *sendOp) {
 // at once with the error.
 func (ep *Endpoint) startAsync(ctx context.Context, req *Request, op *sendOp, start func() (*peer, error)) *Request {
 	if err := ctx.Err(); err != nil {
-		req.err = err
-		close(req.done)
-		return req
+		return req.failed(err)
 	}
 	ep.mu.Lock()
 	p, err := start()
-	if err == nil && ctx.Done() != nil {
-		req.stop = context.AfterFunc(ctx, func() { ep.cancel(op, nil, ctx.Err()) })
+	if err == nil {
+		ep.watch(ctx, req)
 	}
 	ep.mu.Unlock()
 	if err != nil {
-		req.err = err
-		close(req.done)
-		return req
+		return req.failed(err)
 	}
 	ep.pump(p)
 	return req
@@ -385,25 +381,21 @@ func (ep *Endpoint) Recv(ctx context.Context, peer uint32, tag, tagMask uint64, 
 // RecvAsync starts a Recv and returns its Request. Cancelling ctx cancels
 // the receive (see Request.Cancel).
 func (ep *Endpoint) RecvAsync(ctx context.Context, peer uint32, tag, tagMask uint64, buf []byte) *Request {
-	a := &asyncRecv{Request: Request{ep: ep, done: make(chan struct{})}}
+	a := &asyncRecv{Request: Request{ep: ep}}
 	req, r := &a.Request, &a.op
 	r.src, r.tag, r.mask, r.buf, r.any = peer, tag, tagMask, buf, peer == AnySource
 	r.req, req.recv = req, r
 	if err := ctx.Err(); err != nil {
-		req.err = err
-		close(req.done)
-		return req
+		return req.failed(err)
 	}
 	ep.mu.Lock()
 	p, err := ep.startRecv(r)
-	if err == nil && !r.done && ctx.Done() != nil {
-		req.stop = context.AfterFunc(ctx, func() { ep.cancel(nil, r, ctx.Err()) })
+	if err == nil && !r.done {
+		ep.watch(ctx, req)
 	}
 	ep.mu.Unlock()
 	if err != nil {
-		req.err = err
-		close(req.done)
-		return req
+		return req.failed(err)
 	}
 	if p != nil {
 		ep.pump(p)

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // Status describes a received message.
@@ -19,9 +20,14 @@ type Status struct {
 // Request is an asynchronous Send, Recv, Put or Get. Its methods are safe
 // for concurrent use.
 type Request struct {
-	ep   *Endpoint
+	ep *Endpoint
+	// finished is set, after status and err, when the request completes.
+	finished atomic.Bool
+	// done is made on demand (Done, a Wait that blocks) under ep.mu and
+	// closed at completion: a request that completes before anyone waits
+	// for it never needs one.
 	done chan struct{}
-	stop func() bool // stops the context watcher, if any
+	stop func() bool // stops the request's own context watcher, if any
 
 	// Set before done is closed.
 	status Status
@@ -29,39 +35,59 @@ type Request struct {
 
 	send *sendOp
 	recv *recvOp
+
+	// The watcher of the context the request started under (watch.go),
+	// and its neighbours on that watcher's list; under ep.mu.
+	watch        *ctxWatch
+	wprev, wnext *Request
 }
 
+// closedChan is what Done returns once a request has completed. It is
+// closed at package initialisation and never changes.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // Done is closed when the request completes.
-func (r *Request) Done() <-chan struct{} { return r.done }
+func (r *Request) Done() <-chan struct{} {
+	if r.finished.Load() {
+		return closedChan
+	}
+	r.ep.mu.Lock()
+	defer r.ep.mu.Unlock()
+	if r.finished.Load() { // completion happens under ep.mu
+		return closedChan
+	}
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	return r.done
+}
 
 // Err returns nil while the request is in progress or succeeded, else its
 // error.
 func (r *Request) Err() error {
-	select {
-	case <-r.done:
+	if r.finished.Load() {
 		return r.err
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Wait waits for the request to complete and returns its status (for a
 // Recv) and error. If ctx ends first Wait returns ctx.Err() and the request
 // carries on; use Cancel to withdraw it.
 func (r *Request) Wait(ctx context.Context) (Status, error) {
-	select {
-	case <-r.done:
+	if r.finished.Load() {
 		return r.status, r.err
-	default:
 	}
 	select {
-	case <-r.done:
+	case <-r.Done():
 		return r.status, r.err
 	case <-ctx.Done():
-		select {
-		case <-r.done:
+		if r.finished.Load() {
 			return r.status, r.err
-		default:
 		}
 		return Status{}, ctx.Err()
 	}
@@ -78,7 +104,15 @@ func (r *Request) Cancel(err error) {
 		err = context.Canceled
 	}
 	r.ep.cancel(r.send, r.recv, err)
-	<-r.done
+	<-r.Done()
+}
+
+// failed completes r, which has not started (nobody else holds it yet),
+// with err.
+func (r *Request) failed(err error) *Request {
+	r.err = err
+	r.finished.Store(true)
+	return r
 }
 
 // opBase is the completion state shared by sends and receives.
@@ -104,7 +138,11 @@ func (o *opBase) complete(st Status, err error) {
 	}
 	if r := o.req; r != nil {
 		r.status, r.err = st, err
-		close(r.done)
+		r.finished.Store(true)
+		if r.done != nil {
+			close(r.done)
+		}
+		r.unwatch()
 		if r.stop != nil {
 			r.stop()
 		}
