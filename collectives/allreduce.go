@@ -90,7 +90,7 @@ func (x *exec) allReduce(send, recv []byte, dt DataType, op Op, force Algorithm)
 			copy(recv, send)
 		}
 	}
-	x.name = "AllReduce(" + algo.String() + ")"
+	x.algo = algo
 	esize, kern := dt.Size(), kernelFor(dt, op)
 	count := len(recv) / esize
 	switch algo {

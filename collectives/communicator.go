@@ -37,7 +37,10 @@ type Communicator struct {
 	err         error                   // first failure; nil while healthy
 	closed      bool                    //
 	cur         context.CancelCauseFunc // the running collective, if any
+	run         *runCtx                 // the last collective's context, for reuse
 	stopAbortRx context.CancelFunc      // stops the abort listener
+
+	x exec // the running collective's state; owned by the busy holder
 }
 
 // New returns rank's handle on a communicator of size ranks over conn,
@@ -95,6 +98,12 @@ func (c *Communicator) Close() error {
 	c.closed = true
 	stop, cur := c.stopAbortRx, c.cur
 	c.stopAbortRx = nil
+	if cur == nil && c.run != nil {
+		// Between collectives: release the kept context (a running
+		// collective's finish releases it once cur has cancelled it).
+		c.run.release()
+		c.run = nil
+	}
 	c.mu.Unlock()
 	if stop != nil {
 		stop()

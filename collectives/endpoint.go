@@ -41,7 +41,7 @@ func (c *endpointConn) Isend(ctx context.Context, peer int, tag uint64, buf []by
 	if r == transport.AnySource {
 		return failed(fmt.Errorf("%w: peer %d outside the rank map", ErrInvalid, peer))
 	}
-	return &epSend{c.ep.SendAsync(ctx, r, tag, buf)}
+	return epSend{c.ep.SendAsync(ctx, r, tag, buf)}
 }
 
 func (c *endpointConn) IsendEager(ctx context.Context, peer int, tag uint64, buf []byte) Pending {
@@ -49,7 +49,7 @@ func (c *endpointConn) IsendEager(ctx context.Context, peer int, tag uint64, buf
 	if r == transport.AnySource {
 		return failed(fmt.Errorf("%w: peer %d outside the rank map", ErrInvalid, peer))
 	}
-	return &epSend{c.ep.SendAsyncWith(ctx, r, tag, buf, transport.SendOptions{Eager: true})}
+	return epSend{c.ep.SendAsyncWith(ctx, r, tag, buf, transport.SendOptions{Eager: true})}
 }
 
 func (c *endpointConn) Irecv(ctx context.Context, peer int, tag uint64, buf []byte) Pending {
@@ -64,9 +64,11 @@ func (c *endpointConn) IrecvAny(ctx context.Context, tag uint64, buf []byte) Pen
 	return &epRecv{c.ep.RecvAsync(ctx, transport.AnySource, tag, ^uint64(0), buf), len(buf)}
 }
 
+// epSend is a value: holding one pointer, it fits in an interface without
+// an allocation.
 type epSend struct{ r *transport.Request }
 
-func (p *epSend) Wait(ctx context.Context) error {
+func (p epSend) Wait(ctx context.Context) error {
 	_, err := p.r.Wait(ctx)
 	return err
 }

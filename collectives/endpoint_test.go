@@ -41,6 +41,13 @@ func endpointGroup(t testing.TB, seed byte) *secure.Group {
 // exercised.
 func endpointWorld(t testing.TB, n int, opts Options, peerTimeout time.Duration) ([]*Communicator, []*transport.Endpoint) {
 	t.Helper()
+	return endpointWorldWith(t, n, opts, func(cfg *transport.Config) { cfg.PeerTimeout = peerTimeout })
+}
+
+// endpointWorldWith is endpointWorld with each endpoint's Config adjusted
+// by adjust before the endpoint is made.
+func endpointWorldWith(t testing.TB, n int, opts Options, adjust func(*transport.Config)) ([]*Communicator, []*transport.Endpoint) {
+	t.Helper()
 	nw := wire.NewMemNetwork()
 	nw.QueueLen = 4096
 	eps := make([]*transport.Endpoint, n)
@@ -51,8 +58,10 @@ func endpointWorld(t testing.TB, n int, opts Options, peerTimeout time.Duration)
 			t.Fatal(err)
 		}
 		ranks[i] = uint32(100 + i)
-		ep, err := transport.New(transport.Config{Rank: ranks[i], Incarnation: 1, Wire: w,
-			Group: endpointGroup(t, 9), MinRTO: time.Millisecond, PeerTimeout: peerTimeout})
+		cfg := transport.Config{Rank: ranks[i], Incarnation: 1, Wire: w,
+			Group: endpointGroup(t, 9), MinRTO: time.Millisecond}
+		adjust(&cfg)
+		ep, err := transport.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,17 +14,20 @@ const drainTimeout = 10 * time.Second
 // exec is the state of one running collective: its context (the caller's
 // ctx bounded by Options.Timeout and cancelled when a peer aborts), its
 // sequence number and kind (which make its tags), the operations it started
-// and the scratch buffers it holds.
+// and the scratch buffers it holds. A Communicator runs one collective at a
+// time and reuses one exec (and its slices) for all of them, so that a
+// small collective allocates next to nothing.
 type exec struct {
 	c       *Communicator
 	name    string
+	algo    Algorithm       // the algorithm chosen, for error messages (Auto: none)
 	parent  context.Context // the caller's
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
-	stopTO  context.CancelFunc
+	ctx     context.Context // rc.ctx
+	rc      *runCtx
 	seq     uint16
 	kind    uint8
 	ops     []*xop
+	slab    []xop // backing store for ops; a full slab is replaced, never grown
 	scratch []*[]byte
 }
 
@@ -35,6 +38,43 @@ type xop struct {
 	step int
 	recv bool
 	done bool
+}
+
+// runCtx is a collective's context. A successful collective leaves it to
+// the next one, which reuses it if it is called with the same parent
+// context and the context is still alive: deriving a context per
+// collective costs allocations and a registration with the parent, and
+// the transport watches one context far more cheaply than a new one per
+// call (transport.Endpoint's per-context watchers). A failed collective
+// (or a timeout, or Close) cancels it, and the next collective derives a
+// fresh one.
+type runCtx struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// timer enforces Options.Timeout when parent has no deadline: armed
+	// by begin, stopped by finish; nil when parent has a deadline or the
+	// timeout is off.
+	timer *time.Timer
+}
+
+// release cancels rc's context and stops its timer.
+func (rc *runCtx) release() {
+	if rc.timer != nil {
+		rc.timer.Stop()
+	}
+	rc.cancel(nil)
+}
+
+// sameContext reports whether a and b are the same context. It never
+// panics, even for context types that are not comparable.
+func sameContext(a, b context.Context) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 // begin starts a collective: it fails fast if the communicator is broken,
@@ -55,14 +95,25 @@ func (c *Communicator) begin(ctx context.Context, name string) (*exec, error) {
 		c.busy.Store(false)
 		return nil, fmt.Errorf("collectives: %s on rank %d: %w", name, c.rank, err)
 	}
-	x := &exec{c: c, name: name, parent: ctx}
-	x.ctx, x.cancel = context.WithCancelCause(ctx)
-	x.stopTO = func() {}
-	if _, ok := ctx.Deadline(); !ok && c.opts.Timeout > 0 {
-		x.ctx, x.stopTO = context.WithTimeoutCause(x.ctx, c.opts.Timeout,
-			fmt.Errorf("%w (Options.Timeout %v)", ErrTimeout, c.opts.Timeout))
+	rc := c.run
+	if rc == nil || !sameContext(rc.parent, ctx) || rc.ctx.Err() != nil {
+		if rc != nil {
+			rc.release()
+		}
+		rc = &runCtx{parent: ctx}
+		rc.ctx, rc.cancel = context.WithCancelCause(ctx)
+		if _, ok := ctx.Deadline(); !ok && c.opts.Timeout > 0 {
+			cancel, cause := rc.cancel, fmt.Errorf("%w (Options.Timeout %v)", ErrTimeout, c.opts.Timeout)
+			rc.timer = time.AfterFunc(c.opts.Timeout, func() { cancel(cause) })
+		}
+		c.run = rc
+	} else if rc.timer != nil {
+		rc.timer.Reset(c.opts.Timeout)
 	}
-	c.cur = x.cancel
+	x := &c.x
+	*x = exec{c: c, name: name, parent: ctx, ctx: rc.ctx, rc: rc,
+		ops: x.ops[:0], slab: x.slab[:0], scratch: x.scratch[:0]}
+	c.cur = rc.cancel
 	c.mu.Unlock()
 	c.seq++
 	if c.seq == 0 {
@@ -89,23 +140,36 @@ func (x *exec) finish(err error) error {
 		if perr := x.parent.Err(); perr != nil && !errors.Is(err, perr) {
 			err = fmt.Errorf("%w (%w)", perr, err)
 		}
-		x.cancel(err)
+		x.rc.cancel(err)
 		x.drain()
 	}
-	x.cancel(nil)
-	x.stopTO()
 	if err == nil {
 		x.releaseScratch()
 	}
+	clear(x.ops)
+	clear(x.slab)
+	x.ops, x.slab = x.ops[:0], x.slab[:0]
 	c.mu.Lock()
 	c.cur = nil
+	// Keep the context for the next collective unless it has ended or its
+	// timer has fired (or is firing: Stop returns false).
+	if rc := x.rc; err != nil || rc.ctx.Err() != nil || rc.timer != nil && !rc.timer.Stop() {
+		rc.release()
+		if c.run == rc {
+			c.run = nil
+		}
+	}
 	c.mu.Unlock()
 	c.busy.Store(false)
 	if err == nil {
 		return nil
 	}
 	c.fail(err, true)
-	return fmt.Errorf("collectives: %s failed on rank %d of %d: %w: %w", x.name, c.rank, c.size, ErrBroken, err)
+	name := x.name
+	if x.algo != Auto {
+		name += "(" + x.algo.String() + ")"
+	}
+	return fmt.Errorf("collectives: %s failed on rank %d of %d: %w: %w", name, c.rank, c.size, ErrBroken, err)
 }
 
 // drain waits for every outstanding operation (already cancelled through
@@ -140,19 +204,29 @@ func (x *exec) releaseScratch() {
 	for _, p := range x.scratch {
 		putScratch(p)
 	}
-	x.scratch = nil
+	clear(x.scratch)
+	x.scratch = x.scratch[:0]
 }
 
 func (x *exec) tag(step int) uint64 { return makeTag(x.c.id, x.seq, x.kind, step) }
 
 func (x *exec) isend(to, step int, b []byte) *xop {
-	o := &xop{p: x.c.conn.Isend(x.ctx, x.c.peer(to), x.tag(step), b), peer: to, step: step}
-	x.ops = append(x.ops, o)
-	return o
+	return x.add(x.c.conn.Isend(x.ctx, x.c.peer(to), x.tag(step), b), to, step, false)
 }
 
 func (x *exec) irecv(from, step int, b []byte) *xop {
-	o := &xop{p: x.c.conn.Irecv(x.ctx, x.c.peer(from), x.tag(step), b), peer: from, step: step, recv: true}
+	return x.add(x.c.conn.Irecv(x.ctx, x.c.peer(from), x.tag(step), b), from, step, true)
+}
+
+// add records a started operation. Its xop comes from the slab; a full
+// slab is replaced by a larger one (the xops already handed out stay
+// where they are).
+func (x *exec) add(p Pending, peer, step int, recv bool) *xop {
+	if len(x.slab) == cap(x.slab) {
+		x.slab = make([]xop, 0, max(8, 2*cap(x.slab)))
+	}
+	x.slab = append(x.slab, xop{p: p, peer: peer, step: step, recv: recv})
+	o := &x.slab[len(x.slab)-1]
 	x.ops = append(x.ops, o)
 	return o
 }
@@ -205,9 +279,7 @@ func (x *exec) isendExchange(to, step int, b []byte) *xop {
 	if !ok || len(b) > x.c.opts.Tuning.ExchangeEagerBytes {
 		return x.isend(to, step, b)
 	}
-	o := &xop{p: es.IsendEager(x.ctx, x.c.peer(to), x.tag(step), b), peer: to, step: step}
-	x.ops = append(x.ops, o)
-	return o
+	return x.add(es.IsendEager(x.ctx, x.c.peer(to), x.tag(step), b), to, step, false)
 }
 
 // mod returns i modulo the communicator size, in [0, size).
