@@ -153,6 +153,12 @@ func (c *Communicator) fail(cause error, propagate bool) {
 	if first {
 		c.stopAbortRx = nil
 	}
+	if cur == nil && c.run != nil {
+		// Between collectives (an abort from a peer): no collective will
+		// run again, so release the kept context now.
+		c.run.release()
+		c.run = nil
+	}
 	c.mu.Unlock()
 	if cur != nil {
 		cur(cause)

@@ -16,6 +16,11 @@ import "context"
 //     message's length differs from len(buf); it never writes past buf.
 //   - When the ctx given to Isend/Irecv ends, the operation is withdrawn
 //     (or completes) promptly, and its Pending then reports completion.
+//     That ctx is derived from the collective's and may be reused by the
+//     next collective called with the same parent context, so it can
+//     outlive the operation: a Conn must release an operation's resources
+//     when the operation completes, not when the ctx ends. The per-call
+//     Options.Timeout ends the ctx by cancellation (not by a deadline).
 //   - Errors such as an unreachable peer or a closed endpoint complete the
 //     operation with that error.
 //

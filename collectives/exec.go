@@ -160,15 +160,18 @@ func (x *exec) finish(err error) error {
 		}
 	}
 	c.mu.Unlock()
-	c.busy.Store(false)
 	if err == nil {
+		c.busy.Store(false)
 		return nil
 	}
-	c.fail(err, true)
+	// x is the Communicator's and the next collective may take it as soon
+	// as busy is cleared: read what the error needs first.
 	name := x.name
 	if x.algo != Auto {
 		name += "(" + x.algo.String() + ")"
 	}
+	c.busy.Store(false)
+	c.fail(err, true)
 	return fmt.Errorf("collectives: %s failed on rank %d of %d: %w: %w", name, c.rank, c.size, ErrBroken, err)
 }
 

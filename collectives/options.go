@@ -177,7 +177,10 @@ type Options struct {
 	// sub-communicators.
 	ID uint32
 	// Timeout bounds each collective whose ctx has no deadline. 0 means
-	// DefaultTimeout (60 s); negative means no bound.
+	// DefaultTimeout (60 s); negative means no bound. It is enforced by a
+	// timer that cancels the collective's context (the error wraps
+	// ErrTimeout and context.DeadlineExceeded); that context's Deadline
+	// does not report it.
 	Timeout time.Duration
 	// Algorithm forces an AllReduce algorithm; Auto (the zero value)
 	// chooses by size. The SEALRING_ALGO environment variable overrides it.

@@ -120,3 +120,33 @@ func TestNonComparableContext(t *testing.T) {
 		allReduceAll(t, cs, ctx)
 	}
 }
+
+// TestAbortReleasesKeptContext: a peer's abort that arrives between
+// collectives breaks the communicator and releases the context it kept.
+func TestAbortReleasesKeptContext(t *testing.T) {
+	cs, _ := world(t, 2, Options{}, nil)
+	ctx := testCtx(t)
+	allReduceAll(t, cs, ctx)
+	kept := runOf(cs[0])
+	if kept == nil {
+		t.Fatal("no context kept")
+	}
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := Barrier(dead, cs[1]); !errors.Is(err, context.Canceled) { // fails, and tells rank 0
+		t.Fatalf("rank 1: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for cs[0].Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("rank 0 never saw the abort")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(cs[0].Err(), ErrAborted) {
+		t.Fatalf("rank 0: Err = %v", cs[0].Err())
+	}
+	if runOf(cs[0]) != nil || kept.ctx.Err() == nil {
+		t.Fatal("the abort did not release the kept context")
+	}
+}

@@ -103,6 +103,9 @@ func (r *Request) Cancel(err error) {
 	if err == nil {
 		err = context.Canceled
 	}
+	if r.finished.Load() {
+		return
+	}
 	r.ep.cancel(r.send, r.recv, err)
 	<-r.Done()
 }
@@ -110,6 +113,13 @@ func (r *Request) Cancel(err error) {
 // failed completes r, which has not started (nobody else holds it yet),
 // with err.
 func (r *Request) failed(err error) *Request {
+	// Its operation is done too, so that a cancel finds nothing to do.
+	if r.send != nil {
+		r.send.done, r.send.err = true, err
+	}
+	if r.recv != nil {
+		r.recv.done, r.recv.err = true, err
+	}
 	r.err = err
 	r.finished.Store(true)
 	return r

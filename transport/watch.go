@@ -3,11 +3,13 @@ package transport
 import "context"
 
 // maxWatches bounds the contexts an Endpoint keeps watching (ctxWatch).
-// A job typically starts its requests under one or a few long-lived
-// contexts (a collective library reuses one per communicator), so a
-// handful of entries serves it; requests under a further context, while
-// every entry has pending requests, fall back to a watcher of their own.
-const maxWatches = 8
+// A job typically starts its requests under a few long-lived contexts (a
+// collectives.Communicator uses two: one for its collectives, one for its
+// abort listener, which is always pending), so a few dozen entries serve
+// even many communicators on one endpoint; requests under a further
+// context, while every entry has pending requests, fall back to a watcher
+// of their own. The table is scanned linearly, by Done channel.
+const maxWatches = 32
 
 // ctxWatch cancels the pending asynchronous requests started under one
 // context when that context ends. It is identified by the context's Done

@@ -350,3 +350,50 @@ func TestRequestDoneLazy(t *testing.T) {
 		t.Fatal("Done of a failed request is not closed")
 	}
 }
+
+// TestCancelFailedRequest: cancelling a request that failed as it started
+// changes nothing: its error stays, nothing panics, nothing is counted.
+func TestCancelFailedRequest(t *testing.T) {
+	c := newCluster(t, "mem", 2, nil, nil)
+	a, b := c.eps[0], c.eps[1]
+	reg, err := b.Register(make([]byte, 64), AccessRemoteRead|AccessRemoteWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	cases := []struct {
+		name string
+		req  *Request
+		want error
+	}{
+		{"send to an unknown peer", a.SendAsync(ctx, 5, 1, make([]byte, 8)), ErrUnknownPeer},
+		{"receive from an unknown peer", a.RecvAsync(ctx, 5, 1, ^uint64(0), make([]byte, 8)), ErrUnknownPeer},
+		{"receive under an ended context", a.RecvAsync(dead, 1, 1, ^uint64(0), make([]byte, 8)), context.Canceled},
+		{"put to an unknown peer", a.PutAsync(ctx, 5, reg.Key(), 0, make([]byte, 8)), nil},
+		{"get from an unknown peer", a.GetAsync(ctx, 5, reg.Key(), 0, make([]byte, 8)), nil},
+	}
+	a.mu.Lock()
+	before := a.completed
+	a.mu.Unlock()
+	for _, tc := range cases {
+		err := tc.req.Err()
+		if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Fatalf("%s: Err = %v, want %v", tc.name, err, tc.want)
+		}
+		tc.req.Cancel(errors.New("cancelled"))
+		if got := tc.req.Err(); got != err {
+			t.Errorf("%s: Cancel changed the error from %v to %v", tc.name, err, got)
+		}
+		if _, werr := tc.req.Wait(ctx); werr != err {
+			t.Errorf("%s: Wait = %v, want %v", tc.name, werr, err)
+		}
+	}
+	a.mu.Lock()
+	after := a.completed
+	a.mu.Unlock()
+	if after != before {
+		t.Errorf("cancelling failed requests counted %d completions", after-before)
+	}
+}
