@@ -272,7 +272,7 @@ func (ep *Endpoint) SendAsyncWith(ctx context.Context, rank uint32, tag uint64, 
 }
 
 // newAsyncSend makes an async request and its send-side operation: one
-// allocation (plus the request's channel).
+// allocation (plus a Done channel if someone waits while it is pending).
 func newAsyncSend(ep *Endpoint, buf []byte) (*Request, *sendOp) {
 	a := &asyncSend{Request: Request{ep: ep}}
 	req, op := &a.Request, &a.op

@@ -29,7 +29,7 @@ type Request struct {
 	done chan struct{}
 	stop func() bool // stops the request's own context watcher, if any
 
-	// Set before done is closed.
+	// Set before finished (and before done is closed).
 	status Status
 	err    error
 
