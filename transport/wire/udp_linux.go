@@ -140,7 +140,7 @@ type sendState struct {
 	nhdr   int   // hdrs built
 	niov   int   // iovecs built
 	off    int   // hdrs sent so far
-	calls  int   // successful sendmmsg calls in this send
+	calls  int   // successful sendmmsg (or sendto) calls in this send
 	errno  unix.Errno
 	write  func(fd uintptr) bool // bound once: no closure per call
 }
@@ -305,7 +305,11 @@ func (s *sendState) send() (n int, usedGSO bool, err error) {
 	case werr != nil:
 		return n, false, mapErr(werr)
 	case s.errno != 0:
-		return n, s.counts[s.off] > 1, os.NewSyscallError("sendmmsg", s.errno)
+		call := "sendmmsg"
+		if s.single(s.off) {
+			call = "sendto"
+		}
+		return n, s.counts[s.off] > 1, os.NewSyscallError(call, s.errno)
 	}
 	return n, false, nil
 }
@@ -317,8 +321,22 @@ func (s *sendState) doWrite(fd uintptr) bool {
 		if s.u.sys.forceSendEAGAIN.Load() {
 			return false
 		}
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd,
-			uintptr(unsafe.Pointer(&s.hdrs[s.off])), uintptr(s.nhdr-s.off), 0, 0, 0)
+		var r uintptr
+		var e unix.Errno
+		if s.single(s.off) {
+			// One plain datagram (the common case of latency-bound
+			// traffic): sendto skips sendmmsg's per-message header and
+			// iovec import, ~0.2 µs of kernel time per datagram here
+			// (docs/performance.md §7, "Session 12").
+			h := &s.hdrs[s.off]
+			iov := h.Hdr.Iov
+			_, _, e = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(iov.Base)),
+				uintptr(iov.Len), 0, uintptr(unsafe.Pointer(h.Hdr.Name)), uintptr(h.Hdr.Namelen))
+			r = 1
+		} else {
+			r, _, e = unix.Syscall6(unix.SYS_SENDMMSG, fd,
+				uintptr(unsafe.Pointer(&s.hdrs[s.off])), uintptr(s.nhdr-s.off), 0, 0, 0)
+		}
 		switch e {
 		case 0:
 			s.off += int(r)
@@ -332,6 +350,12 @@ func (s *sendState) doWrite(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// single reports whether hdr j is the last one built and carries one
+// datagram without a UDP_SEGMENT cmsg: doWrite sends it with sendto.
+func (s *sendState) single(j int) bool {
+	return j == s.nhdr-1 && s.counts[j] == 1
 }
 
 // putSockaddr writes ap as a sockaddr of the socket's family.

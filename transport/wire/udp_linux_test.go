@@ -7,8 +7,10 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -352,4 +354,79 @@ func TestUDPInputPending(t *testing.T) {
 		tx.Close()
 		rx.Close()
 	}
+}
+
+// TestUDPSendOne: a batch of one datagram goes out with sendto (one system
+// call, no GSO), arrives intact from the sender's address at every size
+// from 0 to MaxPayload on both families, a kernel error is reported under
+// sendto's name, and a single datagram waiting for a writable socket is
+// released by Close.
+func TestUDPSendOne(t *testing.T) {
+	for _, fam := range families {
+		t.Run(fam.network, func(t *testing.T) {
+			if fam.network == "udp6" && !ipv6Loopback() {
+				t.Skip("::1 is not available here")
+			}
+			tx := listen(t, fam.network, fam.addr, wire.UDPConfig{})
+			rx := listen(t, fam.network, fam.addr, wire.UDPConfig{})
+			r := wiretest.StartReader(t, rx, rx.BatchSize())
+			for i, size := range []int{0, 1, 8, 1400, tx.MaxPayload()} {
+				before := tx.Stats()
+				msgs := wiretest.Msgs(rx.LocalAddr(), uint32(i), size)
+				if n, err := tx.WriteBatch(msgs); n != 1 || err != nil {
+					t.Fatalf("size %d: WriteBatch = %d, %v", size, n, err)
+				}
+				after := tx.Stats()
+				if d := after.SendSyscalls - before.SendSyscalls; d != 1 {
+					t.Fatalf("size %d: %d send calls, want 1", size, d)
+				}
+				if after.GSOSends != before.GSOSends {
+					t.Fatalf("size %d: a single datagram was counted as a GSO send", size)
+				}
+				got := r.Wait(t, 1)[0]
+				if got.Addr != tx.LocalAddr() || !bytes.Equal(got.Buf, msgs[0].Buf) {
+					t.Fatalf("size %d: got %d bytes from %v, want %d from %v", size, len(got.Buf), got.Addr, size, tx.LocalAddr())
+				}
+			}
+		})
+	}
+
+	t.Run("error", func(t *testing.T) {
+		// Port 0: the kernel refuses the destination (EINVAL).
+		tx := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{})
+		port0 := netip.MustParseAddrPort("127.0.0.1:0")
+		n, err := tx.WriteBatch(wiretest.Msgs(port0, 0, 10))
+		var se *os.SyscallError
+		if n != 0 || !errors.As(err, &se) || se.Syscall != "sendto" || se.Err != syscall.EINVAL {
+			t.Fatalf("WriteBatch to port 0 = %d, %v; want 0 and sendto's EINVAL", n, err)
+		}
+		// Two datagrams (of different lengths: no GSO) go through sendmmsg.
+		if n, err := tx.WriteBatch(wiretest.Msgs(port0, 0, 10, 20)); n != 0 || !errors.As(err, &se) || se.Syscall != "sendmmsg" {
+			t.Fatalf("WriteBatch of two to port 0 = %d, %v; want 0 and a sendmmsg error", n, err)
+		}
+	})
+
+	t.Run("close", func(t *testing.T) {
+		tx := listen(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"), wire.UDPConfig{})
+		wire.ForceSendEAGAIN(tx, true)
+		res := make(chan error, 1)
+		go func() {
+			_, err := tx.WriteBatch(wiretest.Msgs(netip.MustParseAddrPort("127.0.0.1:9"), 0, 10))
+			res <- err
+		}()
+		select {
+		case err := <-res:
+			t.Fatalf("WriteBatch returned while the socket was not writable: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		tx.Close()
+		select {
+		case err := <-res:
+			if !errors.Is(err, wire.ErrClosed) {
+				t.Fatalf("WriteBatch after Close: %v, want ErrClosed", err)
+			}
+		case <-time.After(wiretest.Timeout):
+			t.Fatal("Close did not release a single-datagram WriteBatch")
+		}
+	})
 }
