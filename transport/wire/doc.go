@@ -11,7 +11,8 @@
 //
 //   - [UDP] ([ListenUDP]): one UDP socket. On Linux it sends with sendmmsg(2)
 //     and UDP_SEGMENT (GSO), coalescing runs of equal-length datagrams to the
-//     same destination into one segmentation-offload send, and receives with
+//     same destination into one segmentation-offload send (a batch of one
+//     plain datagram goes out with sendto(2), which is cheaper), and receives with
 //     recvmmsg(2) and UDP_GRO, splitting coalesced receives into separate
 //     Messages without copying. Both are probed when the socket opens and
 //     switched off if the kernel refuses them; GSO is also switched off at run
