@@ -22,44 +22,39 @@ import (
 // GSO and GRO, that they are really used (coalesced sends and receives are
 // counted), and that the Disable switches turn them off.
 func TestUDPFeatures(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.network, func(t *testing.T) {
-			if fam.network == "udp6" && !ipv6Loopback() {
-				t.Skip("::1 is not available here")
+	eachFamily(t, func(t *testing.T, network string, addr netip.AddrPort) {
+		tx := listen(t, network, addr, wire.UDPConfig{})
+		rx := listen(t, network, addr, wire.UDPConfig{})
+		f := tx.Features()
+		t.Logf("features: %+v", f)
+		if !f.MMsg || !f.GSO || !f.GRO {
+			t.Fatalf("features %+v: want MMsg, GSO and GRO on this kernel", f)
+		}
+		if f.RecvBuffer < wire.DefaultSocketBuffer || f.SendBuffer < wire.DefaultSocketBuffer {
+			t.Logf("socket buffers below %d (no CAP_NET_ADMIN?): %+v", wire.DefaultSocketBuffer, f)
+		}
+		r := wiretest.StartReader(t, rx, rx.BatchSize())
+		msgs := wiretest.Msgs(rx.LocalAddr(), 0, wiretest.Repeat(1400, 128)...)
+		if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+		got := r.Wait(t, len(msgs))
+		for i := range got {
+			if !bytes.Equal(got[i].Buf, msgs[i].Buf) {
+				t.Fatalf("datagram %d differs", i)
 			}
-			tx := listen(t, fam.network, fam.addr, wire.UDPConfig{})
-			rx := listen(t, fam.network, fam.addr, wire.UDPConfig{})
-			f := tx.Features()
-			t.Logf("features: %+v", f)
-			if !f.MMsg || !f.GSO || !f.GRO {
-				t.Fatalf("features %+v: want MMsg, GSO and GRO on this kernel", f)
-			}
-			if f.RecvBuffer < wire.DefaultSocketBuffer || f.SendBuffer < wire.DefaultSocketBuffer {
-				t.Logf("socket buffers below %d (no CAP_NET_ADMIN?): %+v", wire.DefaultSocketBuffer, f)
-			}
-			r := wiretest.StartReader(t, rx, rx.BatchSize())
-			msgs := wiretest.Msgs(rx.LocalAddr(), 0, wiretest.Repeat(1400, 128)...)
-			if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
-				t.Fatalf("WriteBatch = %d, %v", n, err)
-			}
-			got := r.Wait(t, len(msgs))
-			for i := range got {
-				if !bytes.Equal(got[i].Buf, msgs[i].Buf) {
-					t.Fatalf("datagram %d differs", i)
-				}
-			}
-			ts, rs := tx.Stats(), rx.Stats()
-			t.Logf("sender %+v receiver %+v", ts, rs)
-			// 128 x 1400 bytes: 46 segments fit 65507 bytes, so three GSO
-			// messages in one sendmmsg.
-			if ts.GSOSends != 3 || ts.SendSyscalls != 1 {
-				t.Errorf("sender stats %+v: want 3 GSO sends in 1 syscall", ts)
-			}
-			if rs.GROReceives == 0 || rs.RecvSyscalls >= 128 {
-				t.Errorf("receiver stats %+v: want coalesced (GRO) receives", rs)
-			}
-		})
-	}
+		}
+		ts, rs := tx.Stats(), rx.Stats()
+		t.Logf("sender %+v receiver %+v", ts, rs)
+		// 128 x 1400 bytes: 46 segments fit 65507 bytes, so three GSO
+		// messages in one sendmmsg.
+		if ts.GSOSends != 3 || ts.SendSyscalls != 1 {
+			t.Errorf("sender stats %+v: want 3 GSO sends in 1 syscall", ts)
+		}
+		if rs.GROReceives == 0 || rs.RecvSyscalls >= 128 {
+			t.Errorf("receiver stats %+v: want coalesced (GRO) receives", rs)
+		}
+	})
 	for _, c := range []struct {
 		cfg  wire.UDPConfig
 		want wire.Features
@@ -362,34 +357,29 @@ func TestUDPInputPending(t *testing.T) {
 // sendto's name, and a single datagram waiting for a writable socket is
 // released by Close.
 func TestUDPSendOne(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.network, func(t *testing.T) {
-			if fam.network == "udp6" && !ipv6Loopback() {
-				t.Skip("::1 is not available here")
+	eachFamily(t, func(t *testing.T, network string, addr netip.AddrPort) {
+		tx := listen(t, network, addr, wire.UDPConfig{})
+		rx := listen(t, network, addr, wire.UDPConfig{})
+		r := wiretest.StartReader(t, rx, rx.BatchSize())
+		for i, size := range []int{0, 1, 8, 1400, tx.MaxPayload()} {
+			before := tx.Stats()
+			msgs := wiretest.Msgs(rx.LocalAddr(), uint32(i), size)
+			if n, err := tx.WriteBatch(msgs); n != 1 || err != nil {
+				t.Fatalf("size %d: WriteBatch = %d, %v", size, n, err)
 			}
-			tx := listen(t, fam.network, fam.addr, wire.UDPConfig{})
-			rx := listen(t, fam.network, fam.addr, wire.UDPConfig{})
-			r := wiretest.StartReader(t, rx, rx.BatchSize())
-			for i, size := range []int{0, 1, 8, 1400, tx.MaxPayload()} {
-				before := tx.Stats()
-				msgs := wiretest.Msgs(rx.LocalAddr(), uint32(i), size)
-				if n, err := tx.WriteBatch(msgs); n != 1 || err != nil {
-					t.Fatalf("size %d: WriteBatch = %d, %v", size, n, err)
-				}
-				after := tx.Stats()
-				if d := after.SendSyscalls - before.SendSyscalls; d != 1 {
-					t.Fatalf("size %d: %d send calls, want 1", size, d)
-				}
-				if after.GSOSends != before.GSOSends {
-					t.Fatalf("size %d: a single datagram was counted as a GSO send", size)
-				}
-				got := r.Wait(t, 1)[0]
-				if got.Addr != tx.LocalAddr() || !bytes.Equal(got.Buf, msgs[0].Buf) {
-					t.Fatalf("size %d: got %d bytes from %v, want %d from %v", size, len(got.Buf), got.Addr, size, tx.LocalAddr())
-				}
+			after := tx.Stats()
+			if d := after.SendSyscalls - before.SendSyscalls; d != 1 {
+				t.Fatalf("size %d: %d send calls, want 1", size, d)
 			}
-		})
-	}
+			if after.GSOSends != before.GSOSends {
+				t.Fatalf("size %d: a single datagram was counted as a GSO send", size)
+			}
+			got := r.Wait(t, 1)[0]
+			if got.Addr != tx.LocalAddr() || !bytes.Equal(got.Buf, msgs[0].Buf) {
+				t.Fatalf("size %d: got %d bytes from %v, want %d from %v", size, len(got.Buf), got.Addr, size, tx.LocalAddr())
+			}
+		}
+	})
 
 	t.Run("error", func(t *testing.T) {
 		// Port 0: the kernel refuses the destination (EINVAL).

@@ -42,6 +42,19 @@ func ipv6Loopback() bool {
 	return true
 }
 
+// eachFamily runs f as a subtest per address family, skipping IPv6 where
+// ::1 cannot be bound.
+func eachFamily(t *testing.T, f func(t *testing.T, network string, addr netip.AddrPort)) {
+	for _, fam := range families {
+		t.Run(fam.network, func(t *testing.T) {
+			if fam.network == "udp6" && !ipv6Loopback() {
+				t.Skip("::1 is not available here")
+			}
+			f(t, fam.network, fam.addr)
+		})
+	}
+}
+
 func listen(t testing.TB, network string, addr netip.AddrPort, cfg wire.UDPConfig) *wire.UDP {
 	t.Helper()
 	u, err := wire.ListenUDP(network, addr, cfg)
@@ -53,20 +66,15 @@ func listen(t testing.TB, network string, addr netip.AddrPort, cfg wire.UDPConfi
 }
 
 func TestUDPWire(t *testing.T) {
-	for _, fam := range families {
-		t.Run(fam.network, func(t *testing.T) {
-			if fam.network == "udp6" && !ipv6Loopback() {
-				t.Skip("::1 is not available here")
-			}
-			for _, c := range udpConfigs {
-				t.Run(c.name, func(t *testing.T) {
-					wiretest.Run(t, func(t *testing.T) (wire.Wire, wire.Wire) {
-						return listen(t, fam.network, fam.addr, c.cfg), listen(t, fam.network, fam.addr, c.cfg)
-					})
+	eachFamily(t, func(t *testing.T, network string, addr netip.AddrPort) {
+		for _, c := range udpConfigs {
+			t.Run(c.name, func(t *testing.T) {
+				wiretest.Run(t, func(t *testing.T) (wire.Wire, wire.Wire) {
+					return listen(t, network, addr, c.cfg), listen(t, network, addr, c.cfg)
 				})
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 // TestUDPDualStack sends between an IPv6 "udp" socket bound to every
