@@ -35,15 +35,7 @@ func TestUDPFeatures(t *testing.T) {
 		}
 		r := wiretest.StartReader(t, rx, rx.BatchSize())
 		msgs := wiretest.Msgs(rx.LocalAddr(), 0, wiretest.Repeat(1400, 128)...)
-		if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
-			t.Fatalf("WriteBatch = %d, %v", n, err)
-		}
-		got := r.Wait(t, len(msgs))
-		for i := range got {
-			if !bytes.Equal(got[i].Buf, msgs[i].Buf) {
-				t.Fatalf("datagram %d differs", i)
-			}
-		}
+		sendInOrder(t, tx, r, msgs)
 		ts, rs := tx.Stats(), rx.Stats()
 		t.Logf("sender %+v receiver %+v", ts, rs)
 		// 128 x 1400 bytes: 46 segments fit 65507 bytes, so three GSO
@@ -71,6 +63,21 @@ func TestUDPFeatures(t *testing.T) {
 	}
 }
 
+// sendInOrder sends msgs in one WriteBatch and checks that r receives
+// them all, in order and intact.
+func sendInOrder(t *testing.T, tx *wire.UDP, r *wiretest.Reader, msgs []wire.Message) {
+	t.Helper()
+	if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
+		t.Fatalf("WriteBatch = %d, %v", n, err)
+	}
+	got := r.Wait(t, len(msgs))
+	for i := range got {
+		if !bytes.Equal(got[i].Buf, msgs[i].Buf) {
+			t.Fatalf("datagram %d differs", i)
+		}
+	}
+}
+
 // TestUDPGSORuntimeFallback makes the kernel refuse GSO sends (SO_NO_CHECK
 // gives EINVAL) and checks that the wire switches GSO off and still
 // delivers every datagram.
@@ -82,15 +89,7 @@ func TestUDPGSORuntimeFallback(t *testing.T) {
 	}
 	r := wiretest.StartReader(t, rx, rx.BatchSize())
 	msgs := wiretest.Msgs(rx.LocalAddr(), 0, wiretest.Repeat(1000, 100)...)
-	if n, err := tx.WriteBatch(msgs); n != len(msgs) || err != nil {
-		t.Fatalf("WriteBatch = %d, %v", n, err)
-	}
-	got := r.Wait(t, len(msgs))
-	for i := range got {
-		if !bytes.Equal(got[i].Buf, msgs[i].Buf) {
-			t.Fatalf("datagram %d differs", i)
-		}
-	}
+	sendInOrder(t, tx, r, msgs)
 	f := tx.Features()
 	if f.GSO || f.GSOError == nil {
 		t.Fatalf("features after a refused GSO send: %+v; want GSO off with its error", f)
