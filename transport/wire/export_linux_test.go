@@ -19,3 +19,11 @@ func SetNoCheck(u *UDP) error {
 	}
 	return serr
 }
+
+// ReadSlots is how many datagrams the wire's last recvmmsg asked for. Only
+// for a test that calls ReadBatch itself (no concurrent reader).
+func ReadSlots(u *UDP) int { return u.sys.recv.vlen }
+
+// OneProbe is how many single-datagram reads in a row may find data
+// waiting before a batch read checks for a backlog.
+const OneProbe = oneProbe

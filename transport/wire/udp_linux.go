@@ -402,6 +402,9 @@ type recvState struct {
 	polling   bool      // doRead is in a BusyPoll window
 	pollStart time.Time // when the window opened
 	sparse    bool      // the last recvmmsg returned a few small datagrams
+	waited    bool      // the current fill found the socket empty at least once
+	one       bool      // latency-bound: fills ask for a single datagram (see fill)
+	ahead     int       // single-datagram fills in a row that found data waiting
 }
 
 func newRecvState(u *UDP) *recvState {
@@ -444,8 +447,23 @@ func (u *UDP) readMMsg(msgs []Message) (int, error) {
 
 // fill blocks until recvmmsg returns at least one slot. It overwrites every
 // slot, so it runs only once all earlier datagrams were handed out.
+//
+// Latency-bound traffic is read one datagram per call: for each slot
+// beyond the first that it cannot fill, recvmmsg still imports a message
+// header and tries the queue, ~0.25 µs of kernel time per read here
+// (docs/performance.md §7, "Session 12" and "Session 13"). A batch read
+// that returns a single small datagram starts this; a read of more than
+// one, or of a large one, ends it. A backlog of small datagrams would keep
+// single reads busy at one datagram per call, so once oneProbe of them in
+// a row found data already waiting, the next read asks for a whole batch
+// again. A single read can therefore return one datagram while more are
+// queued, which a caller taking "fewer than asked for" as "drained" sees
+// as an early idle moment, at most oneProbe times per backlog.
 func (r *recvState) fill(want int) error {
 	r.vlen = min(want, len(r.hdrs))
+	if r.one && r.ahead < oneProbe {
+		r.vlen = 1
+	}
 	for j := 0; j < r.vlen; j++ {
 		h := &r.hdrs[j]
 		h.Len = 0
@@ -456,7 +474,7 @@ func (r *recvState) fill(want int) error {
 			h.Hdr.SetControllen(recvCtrlSize)
 		}
 	}
-	r.n, r.slot, r.off, r.errno = 0, 0, 0, 0
+	r.n, r.slot, r.off, r.errno, r.waited = 0, 0, 0, 0, false
 	if err := r.u.raw.Read(r.read); err != nil {
 		return mapErr(err)
 	}
@@ -472,8 +490,22 @@ func (r *recvState) fill(want int) error {
 		}
 		r.sparse = total <= sparseBytes
 	}
+	switch {
+	case r.n != 1 || int(r.hdrs[0].Len) > sparseBytes:
+		r.one, r.ahead = false, 0
+	case r.vlen > 1:
+		r.one, r.ahead = true, 0
+	case r.waited:
+		r.ahead = 0
+	default:
+		r.ahead++
+	}
 	return nil
 }
+
+// oneProbe is how many single-datagram reads in a row may find data
+// already waiting before a batch read checks for a backlog.
+const oneProbe = 8
 
 // A read that returns at most sparseDatagrams datagrams of at most
 // sparseBytes in total marks the traffic as latency-bound (small messages
@@ -499,6 +531,7 @@ func (r *recvState) doRead(fd uintptr) bool {
 			return true
 		case unix.EINTR:
 		case unix.EAGAIN:
+			r.waited = true
 			if r.poll() {
 				continue
 			}

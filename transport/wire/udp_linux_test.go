@@ -419,3 +419,91 @@ func TestUDPSendOne(t *testing.T) {
 		}
 	})
 }
+
+// TestUDPReadOne: once a read returns a single small datagram the wire
+// reads one datagram per recvmmsg (latency-bound traffic: each slot it
+// cannot fill costs kernel time), and returns to batch reads after a large
+// datagram, or after OneProbe single reads found data already waiting (a
+// backlog), without losing or reordering anything.
+func TestUDPReadOne(t *testing.T) {
+	eachFamily(t, func(t *testing.T, network string, addr netip.AddrPort) {
+		cfg := wire.UDPConfig{MaxPayload: 8192} // room for a datagram that is not small
+		tx := listen(t, network, addr, cfg)
+		rx := listen(t, network, addr, cfg)
+		msgs := make([]wire.Message, rx.BatchSize())
+		seq := uint32(0)
+		// send sends datagrams of these sizes (distinct lengths: no GSO,
+		// no GRO coalescing) and returns what was sent.
+		send := func(sizes ...int) []wire.Message {
+			t.Helper()
+			out := wiretest.Msgs(rx.LocalAddr(), seq, sizes...)
+			seq++
+			if n, err := tx.WriteBatch(out); n != len(out) || err != nil {
+				t.Fatalf("WriteBatch = %d, %v", n, err)
+			}
+			return out
+		}
+		// read reads once (the datagrams are already queued: loopback
+		// delivers within sendto) and checks the result against want.
+		read := func(want []wire.Message) int {
+			t.Helper()
+			n, err := rx.ReadBatch(msgs)
+			if err != nil || n == 0 || n > len(want) {
+				t.Fatalf("ReadBatch = %d, %v; %d datagrams queued", n, err, len(want))
+			}
+			for i := range n {
+				if !bytes.Equal(msgs[i].Buf, want[i].Buf) {
+					t.Fatalf("datagram %d of %d differs", i, n)
+				}
+			}
+			return n
+		}
+
+		read(send(8)) // a batch read returning a single small datagram
+		slots := wire.ReadSlots(rx)
+		if slots <= 1 {
+			t.Fatalf("first read asked for %d slots, want a batch", slots)
+		}
+		for range 3 {
+			read(send(8))
+			if s := wire.ReadSlots(rx); s != 1 {
+				t.Fatalf("read after a single small datagram asked for %d slots, want 1", s)
+			}
+		}
+
+		// A backlog: single reads for at most OneProbe datagrams in all
+		// (3 found data waiting above), then batches again.
+		sizes := make([]int, 40)
+		for i := range sizes {
+			sizes[i] = 100 + i
+		}
+		backlog := send(sizes...)
+		reads, singles := 0, 0
+		for len(backlog) > 0 {
+			n := read(backlog)
+			backlog = backlog[n:]
+			reads++
+			if wire.ReadSlots(rx) == 1 {
+				singles++
+			}
+		}
+		if singles > wire.OneProbe-3 {
+			t.Fatalf("%d single-datagram reads of a backlog, want at most %d", singles, wire.OneProbe-3)
+		}
+		if max := singles + (40-singles+slots-1)/slots; reads > max {
+			t.Fatalf("a 40-datagram backlog took %d reads, want at most %d", reads, max)
+		}
+
+		// A large datagram ends single reads at once.
+		read(send(8))
+		read(send(8))
+		if s := wire.ReadSlots(rx); s != 1 {
+			t.Fatalf("after single small datagrams: %d slots, want 1", s)
+		}
+		read(send(tx.MaxPayload()))
+		read(send(8))
+		if s := wire.ReadSlots(rx); s <= 1 {
+			t.Fatalf("read after a large datagram asked for %d slots, want a batch", s)
+		}
+	})
+}
