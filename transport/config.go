@@ -99,8 +99,11 @@ type Config struct {
 	MinRTO, MaxRTO, InitialRTO time.Duration
 	// AckDelay is how long a receiver may delay an ACK (unless 4 packets
 	// are pending, the sender asked for an immediate one, or the receiver
-	// has drained its socket; an outgoing packet to that peer carries the
-	// ACK anyway). 0 means DefaultAckDelay (100 µs).
+	// has drained its socket and holds a packet whose sender did not mark
+	// its ACK lazy, see LocalCompletion; an outgoing packet to that peer
+	// carries the ACK anyway). 0 means DefaultAckDelay (100 µs). Keep it
+	// well below MinRTO: a sender retransmits what stays unacknowledged
+	// for an RTO.
 	AckDelay time.Duration
 
 	// LocalCompletion completes an eager Send (or SendAsync) as soon as
@@ -113,7 +116,10 @@ type Config struct {
 	// reported to the send, only to later operations on that peer; end
 	// such an endpoint with Shutdown, which waits for the last ACKs, not
 	// Close, which drops what is unacknowledged. Rendezvous sends are
-	// unaffected (they complete on FIN).
+	// unaffected (they complete on FIN). Since nobody waits for the ACKs
+	// of such a send, its packets ask the peer not to hurry them: the
+	// peer's next packet to this endpoint carries them (in an exchange,
+	// the peer's own message), or they follow after the peer's AckDelay.
 	LocalCompletion bool
 }
 

@@ -67,8 +67,14 @@ const (
 	// flagEcho (ACK only): the fixed part is followed by Echo (64), the
 	// Nonce of the PING this ACK answers, so that the pinging side can
 	// tell a live answer from a replayed old ACK.
-	flagEcho   = 1 << 3
-	flagsKnown = flagAckNow | flagPiggyAck | flagDup | flagEcho
+	flagEcho = 1 << 3
+	// flagAckLazy (reliable types only, never with flagAckNow): nothing
+	// waits for this packet's acknowledgement (a fragment of an eager send
+	// that completed locally, Config.LocalCompletion). The receiver lets
+	// it ride on its next packet to the sender, or sends it after
+	// AckDelay; draining its socket does not hurry it.
+	flagAckLazy = 1 << 4
+	flagsKnown  = flagAckNow | flagPiggyAck | flagDup | flagEcho | flagAckLazy
 )
 
 // piggyLen is the size of a piggybacked acknowledgement.
@@ -302,7 +308,8 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 	be := binary.BigEndian
 	h.DstRank = be.Uint32(p[4:])
 	h.DstInc = be.Uint32(p[8:])
-	if h.Flags&flagPiggyAck != 0 && !h.Type.reliable() || h.Flags&(flagDup|flagEcho) != 0 && h.Type != typeAck {
+	if h.Flags&(flagPiggyAck|flagAckLazy) != 0 && !h.Type.reliable() || h.Flags&(flagDup|flagEcho) != 0 && h.Type != typeAck ||
+		h.Flags&(flagAckNow|flagAckLazy) == flagAckNow|flagAckLazy {
 		return nil, errFlags
 	}
 	if h.Type == typeAck {

@@ -121,6 +121,7 @@ type peer struct {
 	ackPending int
 	ackDue     int64
 	ackNow     bool
+	ackIdle    bool // a pending packet is acknowledged when the socket drains (it lacked flagAckLazy)
 	refused    bool // the packet at rcvNxt is held but was refused (pool full)
 
 	// The eager message being received from this peer (fragments of one
@@ -183,7 +184,7 @@ func (ep *Endpoint) initReliability(p *peer) {
 	p.rto = ep.cfg.InitialRTO
 	p.srtt, p.rttvar, p.hasRTT = 0, 0, false
 	p.setRTO(0)
-	p.ackPending, p.ackDue, p.ackNow = 0, 0, false
+	p.ackPending, p.ackDue, p.ackNow, p.ackIdle = 0, 0, false, false
 	if p.refused {
 		p.refused = false
 		ep.nRefused--
@@ -382,8 +383,16 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 			payload = op.buf[op.off : op.off+n]
 			op.off += n
 			op.started = true
-			if op.off == len(op.buf) {
+			if ep.cfg.LocalCompletion {
+				// The send completes once its last fragment is built
+				// (completeLocally, below): nobody waits for these ACKs,
+				// so the peer need not hurry them (flagAckLazy) and its
+				// next packet to us can carry them.
+				h.Flags |= flagAckLazy
+			} else if op.off == len(op.buf) {
 				h.Flags |= flagAckNow
+			}
+			if op.off == len(op.buf) {
 				op.allBuilt = true
 				p.msgQ.pop()
 			}
@@ -469,7 +478,7 @@ func (ep *Endpoint) piggyback(p *peer, h *header) {
 	h.Flags |= flagPiggyAck
 	h.CumAck, h.Wnd = p.rcvNxt, uint32(ep.cfg.Window)
 	if !seqLT(p.rcvNxt, p.rxMax) && !p.echoNow { // a PING's answer goes standalone, with its echo
-		p.ackNow, p.ackPending, p.ackDue = false, 0, 0
+		p.ackNow, p.ackPending, p.ackDue, p.ackIdle = false, 0, 0, false
 	}
 }
 
@@ -810,6 +819,9 @@ func (ep *Endpoint) onReliable(p *peer, h *header, plain, payload []byte, now in
 	}
 	p.rcvNxt++
 	p.ackPending++
+	if h.Flags&flagAckLazy == 0 {
+		p.ackIdle = true
+	}
 	if h.Flags&flagAckNow != 0 || p.ackPending >= 4 {
 		p.ackNow = true
 	} else if p.ackDue == 0 {
