@@ -567,15 +567,17 @@ func (ep *Endpoint) rxLoop() {
 		}
 		ep.rxHeld.Store(false) // the batch is handled (deferRTO)
 		if ep.completed != completed || n < len(msgs) && ep.ackOwed() {
-			// ACKs are owed, and either the batch completed operations
-			// (goroutines were just made runnable) or the socket is
-			// drained (a goroutine an earlier batch made runnable may not
-			// have run yet: this goroutine kept the processor because
-			// its read found data waiting). Let those goroutines run
-			// first: one that answers the peer (the pong of a ping-pong,
-			// the next message of an exchange) carries the ACK on its
-			// packet, and no standalone ACK (a system call on each side)
-			// is sent. The rx goroutine is runnable again right after.
+			// The batch completed operations (goroutines were just made
+			// runnable), or ACKs are owed and the socket is drained (a
+			// goroutine an earlier batch made runnable may not have run
+			// yet: this goroutine kept the processor because its read
+			// found data waiting). Let those goroutines run first: they
+			// are the critical path (with one processor per rank, the
+			// alternative is to wait for the busy poller's yield), and
+			// one that answers the peer (the pong of a ping-pong, the
+			// next message of an exchange) carries the ACK on its packet,
+			// so that no standalone ACK (a system call on each side) is
+			// sent. The rx goroutine is runnable again right after.
 			//
 			// Yielding only on completions is not enough: in a blocking
 			// ping-pong (Send waits for its ACK), a standalone ACK
