@@ -316,6 +316,19 @@ func (s *sendState) send() (n int, usedGSO bool, err error) {
 
 // doWrite runs inside RawConn.Write; returning false waits for the socket
 // to become writable in the netpoller.
+//
+// The socket is non-blocking, so sendto and sendmmsg never sleep: they are
+// made with RawSyscall6, which skips the runtime's entersyscall and
+// exitsyscall. Those are not free here. entersyscall wakes the sysmon
+// thread whenever it has gone to sleep on an idle process (a futex wake,
+// and an inter-processor interrupt to a halted vCPU on a VM), and a call
+// longer than sysmon's 20 µs tick (a 64 KiB GSO send that delivers into
+// the peer's socket) gets its P retaken and handed to another thread,
+// which exitsyscall must then win back; each retake also keeps sysmon
+// polling every 20 µs. In a 2-rank 64 KiB allreduce this cost about a
+// quarter of the run's time (docs/performance.md §7, "Session 14"). What
+// RawSyscall gives up is the P hand-off during the call, which only helps
+// a call that blocks.
 func (s *sendState) doWrite(fd uintptr) bool {
 	for s.off < s.nhdr {
 		if s.u.sys.forceSendEAGAIN.Load() {
@@ -330,11 +343,11 @@ func (s *sendState) doWrite(fd uintptr) bool {
 			// (docs/performance.md §7, "Session 12").
 			h := &s.hdrs[s.off]
 			iov := h.Hdr.Iov
-			_, _, e = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(iov.Base)),
+			_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(iov.Base)),
 				uintptr(iov.Len), 0, uintptr(unsafe.Pointer(h.Hdr.Name)), uintptr(h.Hdr.Namelen))
 			r = 1
 		} else {
-			r, _, e = unix.Syscall6(unix.SYS_SENDMMSG, fd,
+			r, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, fd,
 				uintptr(unsafe.Pointer(&s.hdrs[s.off])), uintptr(s.nhdr-s.off), 0, 0, 0)
 		}
 		switch e {
@@ -519,10 +532,11 @@ const (
 )
 
 // doRead runs inside RawConn.Read; returning false waits for data in the
-// netpoller.
+// netpoller. recvmmsg on the non-blocking socket is a RawSyscall6 for the
+// reasons doWrite gives.
 func (r *recvState) doRead(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd,
 			uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(r.vlen), 0, 0, 0)
 		switch e {
 		case 0:
@@ -563,7 +577,7 @@ func (r *recvState) poll() bool {
 	// (a peer rank sharing the core runs sooner, as with MPI's
 	// yield-when-idle).
 	runtime.Gosched()
-	unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) // raw: see doWrite
 	return true
 }
 
