@@ -482,7 +482,7 @@ func (ep *Endpoint) write(msgs []wire.Message) {
 type rxItem struct {
 	src, inc uint32
 	plain    []byte
-	// A packet with a clear transport header (rendezvous DATA), not yet
+	// A packet with a clear transport header (rendezvous DATA, MORE), not yet
 	// opened: raw is the datagram, hdrLen and clearLen the sizes of its
 	// security header and clear part. placeData opens it; if it lands in
 	// the receive buffer, payload is where.
@@ -518,7 +518,7 @@ func (ep *Endpoint) rxLoop() {
 			ep.st.pktsRecv.Add(1)
 			ep.st.bytesRecv.Add(uint64(len(b)))
 			if id, hl, cl, ok := ep.codec.peekClear(b); ok {
-				// Rendezvous DATA: opened under ep.mu, into the receive
+				// Rendezvous DATA, MORE: opened under ep.mu, into the receive
 				// buffer if it can be (placeData).
 				items = append(items, rxItem{src: uint32(id >> 32), inc: uint32(id), raw: b, hdrLen: hl, clearLen: cl})
 				continue
@@ -707,10 +707,12 @@ func (ep *Endpoint) heard(p *peer, t int64) {
 }
 
 // placeData opens a packet whose transport header is in clear
-// (rendezvous DATA). If the header, still unauthenticated, names a receive
-// of the sending peer, a fresh PSN and a range of the message that has not
-// arrived, the payload is decrypted straight into the receive buffer
-// (Opener.OpenTo): a forged or damaged packet can then only write, and on
+// (rendezvous DATA, or an eager MORE fragment). If the header, still
+// unauthenticated, names a receive of the sending peer (for MORE: the
+// eager message the peer is sending, in order, see eagerTarget), a fresh
+// PSN and a range of the message that has not arrived, the payload is
+// decrypted straight into the receive buffer, or the unexpected message's
+// buffer (Opener.OpenTo): a forged or damaged packet can then only write, and on
 // failure clear, bytes that have not arrived, which the genuine packet
 // overwrites; delivered bytes are never touched. Otherwise the packet is
 // opened in place, as any other. It reports whether the packet opened;
@@ -736,7 +738,7 @@ func (ep *Endpoint) placeData(it *rxItem) bool {
 	return true
 }
 
-// placeTarget returns where a clear-header DATA packet's payload belongs
+// placeTarget returns where a clear-header DATA or MORE packet's payload belongs
 // in a receive buffer, or nil if it must be opened in place (see
 // placeData). Nothing it reads is authenticated yet.
 func (ep *Endpoint) placeTarget(it *rxItem) []byte {
@@ -747,12 +749,15 @@ func (ep *Endpoint) placeTarget(it *rxItem) []byte {
 	}
 	var h header
 	rest, err := h.parse(it.raw[it.hdrLen:end])
-	if err != nil || h.Type != typeData || len(rest) != 0 || h.DstRank != ep.rank || h.DstInc != ep.inc {
+	if err != nil || h.Type != typeData && h.Type != typeMore || len(rest) != 0 || h.DstRank != ep.rank || h.DstInc != ep.inc {
 		return nil
 	}
 	p := ep.peers[it.src]
 	if p == nil || !p.incKnown || p.inc != it.inc {
 		return nil
+	}
+	if h.Type == typeMore {
+		return ep.eagerTarget(p, &h, n)
 	}
 	switch d := h.PSN - p.rcvNxt; {
 	case d == 0:
@@ -789,9 +794,9 @@ func (ep *Endpoint) handle(it *rxItem, now int64) bool {
 		return false
 	}
 	if it.raw != nil {
-		// The clear part of a packet must be a rendezvous DATA header,
-		// exactly.
-		if h.Type != typeData || h.Len() != it.clearLen {
+		// The clear part of a packet must be a rendezvous DATA or an
+		// eager MORE header, exactly.
+		if h.Type != typeData && h.Type != typeMore || h.Len() != it.clearLen {
 			ep.st.malformed.Add(1)
 			return false
 		}

@@ -17,9 +17,9 @@ import (
 // packet) records; each packet is sealed with the group's keys (or given
 // the insecure prefix when the first byte is odd), so the fuzzer reaches
 // the transport logic rather than the authentication check. With bit 1 of
-// the first byte set, DATA packets are sealed with their header in clear
-// (protocol.md §8.4.1, so they may be placed straight into a receive
-// buffer), and with bit 2 every sealed packet is then damaged (it fails
+// the first byte set, DATA and MORE packets are sealed with their header
+// in clear (protocol.md §8.4.1, so they may be placed straight into a
+// receive buffer), and with bit 2 every sealed packet is then damaged (it fails
 // authentication after any placement).
 func FuzzEndpoint(f *testing.F) {
 	rec := func(pkts ...[]byte) []byte {
@@ -35,6 +35,9 @@ func FuzzEndpoint(f *testing.F) {
 	f.Add(rec(
 		h(header{Type: typeEager, DstInc: 1, PSN: 0, MsgID: 1, Tag: 5, Total: 6, Offset: 0}, "abc"),
 		h(header{Type: typeEager, DstInc: 1, PSN: 1, MsgID: 1, Tag: 5, Total: 6, Offset: 3}, "def"),
+		h(header{Type: typeEager, DstInc: 1, PSN: 6, MsgID: 3, Tag: 5, Total: 9, Offset: 0}, "abc"),
+		h(header{Type: typeMore, DstInc: 1, PSN: 7, MsgID: 3, Offset: 3}, "def"),
+		h(header{Type: typeMore, DstInc: 1, PSN: 8, MsgID: 3, Offset: 6}, "ghi"),
 		h(header{Type: typeRTS, DstInc: 1, PSN: 2, MsgID: 2, Tag: 5, Total: 100000}, ""),
 		h(header{Type: typeData, DstInc: 1, PSN: 4, RecvID: 1, Offset: 0}, "xyz"),
 		h(header{Type: typeCTS, DstInc: 1, PSN: 3, MsgID: 1, RecvID: 1, Accept: 10}, ""),
@@ -72,6 +75,25 @@ func FuzzEndpoint(f *testing.F) {
 	}
 	f.Add(clearSeed(2))
 	f.Add(clearSeed(6))
+	// Clear-header MORE fragments: into the truncating receive r1 (a
+	// shadow copy), the wildcard receive r2, an unexpected message, and
+	// out of order.
+	moreSeed := func(first byte) []byte {
+		b := rec(
+			h(header{Type: typeEager, PSN: 0, MsgID: 1, Tag: 5, Total: 2000}, string(make([]byte, 1000))),
+			h(header{Type: typeMore, PSN: 1, MsgID: 1, Offset: 1000}, string(make([]byte, 1000))),
+			h(header{Type: typeEager, PSN: 2, MsgID: 2, Tag: 9, Total: 2500}, string(make([]byte, 1000))),
+			h(header{Type: typeMore, Flags: flagPiggyAck, PSN: 3, MsgID: 2, Offset: 1000}, string(make([]byte, 1000))),
+			h(header{Type: typeMore, PSN: 4, MsgID: 2, Offset: 2000}, string(make([]byte, 500))),
+			h(header{Type: typeEager, PSN: 5, MsgID: 3, Tag: 9, Total: 3000}, string(make([]byte, 1000))),
+			h(header{Type: typeMore, PSN: 7, MsgID: 3, Offset: 2000}, string(make([]byte, 1000))),
+			h(header{Type: typeMore, PSN: 6, MsgID: 3, Offset: 1000}, string(make([]byte, 1000))),
+		)
+		b[0] = first
+		return b
+	}
+	f.Add(moreSeed(2))
+	f.Add(moreSeed(6))
 	g := testGroup(f, 1, 10)
 	sealer, err := secure.NewSealer(g, secure.SealerConfig{ID: secure.SenderID(1, 1)})
 	if err != nil {
@@ -123,8 +145,8 @@ func fuzzEndpointOnce(t *testing.T, g *secure.Group, sealer *secure.Sealer, data
 				pkt = append(pkt, pt...)
 			} else {
 				clearLen := 0
-				if data[0]&2 != 0 && len(pt) >= 2 && pktType(pt[0]) == typeData {
-					clearLen = dataHdrLen
+				if data[0]&2 != 0 && len(pt) >= 2 && (pktType(pt[0]) == typeData || pktType(pt[0]) == typeMore) {
+					clearLen = dataHdrLen // = moreHdrLen
 					if pt[1]&flagPiggyAck != 0 {
 						clearLen += piggyLen
 					}

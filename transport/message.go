@@ -628,19 +628,22 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 				ep.unexpUsed += c.shadowCharge
 			}
 		}
-	} else if !c.active || c.msgID != h.MsgID || c.got != h.Offset || c.total != h.Total {
+	} else if !c.active || c.msgID != h.MsgID || c.got != h.Offset || h.Type == typeEager && c.total != h.Total ||
+		uint64(len(payload)) > c.total-c.got {
 		ep.st.malformed.Add(1)
 		return true
 	}
+	// A MORE fragment may already be where it belongs (placeData put it
+	// there, eagerTarget): then there is nothing to copy.
 	switch {
 	case c.shadow != nil:
-		copy(c.shadow.b[c.got:], payload)
+		moveTo(c.shadow.b[c.got:], payload)
 	case c.recv != nil:
 		if b := c.recv.buf; c.got < uint64(len(b)) {
-			copy(b[c.got:], payload)
+			moveTo(b[c.got:], payload)
 		}
 	case c.unexp != nil:
-		copy(c.unexp.data.b[c.got:], payload)
+		moveTo(c.unexp.data.b[c.got:], payload)
 		c.unexp.got = c.got + uint64(len(payload))
 	}
 	c.got += uint64(len(payload))
@@ -657,6 +660,40 @@ func (ep *Endpoint) onEager(p *peer, h *header, payload []byte) bool {
 		ep.clearCur(p)
 	}
 	return true
+}
+
+// moveTo copies src to the start of dst, unless src is already there.
+func moveTo(dst, src []byte) {
+	if len(src) > 0 && len(dst) > 0 && &dst[0] == &src[0] {
+		return
+	}
+	copy(dst, src)
+}
+
+// eagerTarget returns where the payload of a clear-header MORE fragment
+// from p belongs, or nil if it must be opened in place (see placeData).
+// Nothing it reads is authenticated yet, so it places only the next
+// fragment in order (h.PSN is the next PSN expected from p) of the eager
+// message p is sending, at the offset that message has reached: the bytes
+// it may write, and on a failed authentication clear, have not arrived.
+// n is the payload length. Under ep.mu.
+func (ep *Endpoint) eagerTarget(p *peer, h *header, n int) []byte {
+	c := &p.cur
+	if h.PSN != p.rcvNxt || p.refused || !c.active || c.msgID != h.MsgID || c.got != h.Offset || uint64(n) > c.total-c.got {
+		return nil
+	}
+	end := c.got + uint64(n)
+	switch {
+	case c.shadow != nil:
+		return c.shadow.b[c.got:end]
+	case c.recv != nil:
+		if end <= uint64(len(c.recv.buf)) {
+			return c.recv.buf[c.got:end]
+		}
+	case c.unexp != nil:
+		return c.unexp.data.b[c.got:end]
+	}
+	return nil
 }
 
 // abortCur abandons the eager message arriving from p: its receive goes

@@ -15,7 +15,12 @@ import (
 //	reliable packets (Type >= typeEager) add
 //	  PSN (4)
 //	  [CumAck (4) | Wnd (4)]  if Flags has flagPiggyAck
-//	then the type's fixed fields, then (EAGER, DATA, PUT) the payload.
+//	then the type's fixed fields, then (EAGER, MORE, DATA, PUT) the payload.
+//
+// The exceptions to "never in clear" are DATA and MORE: their transport
+// header is the clear, authenticated part of the sealed datagram (the
+// security header's crypt offset), so that the receiver can place the
+// payload before decrypting it (docs/protocol.md §8.2).
 
 // pktType is the transport packet type.
 type pktType uint8
@@ -33,10 +38,11 @@ const (
 	typePut    pktType = 10 // one-sided write request to a region, with its data inline or followed by CTS/DATA
 	typeGet    pktType = 11 // one-sided read request; the target answers with DATA to the initiator's RecvID
 	typeNak    pktType = 12 // the target refuses or ends a PUT or GET, or the receiver ends a rendezvous message, with an error code
-	typeMax            = typeNak
+	typeMore   pktType = 13 // a later fragment of an eager message (offset > 0), its header in clear
+	typeMax            = typeMore
 )
 
-var typeNames = [...]string{"?", "ACK", "PING", "EAGER", "RTS", "CTS", "DATA", "CANCEL", "REVOKE", "FIN", "PUT", "GET", "NAK"}
+var typeNames = [...]string{"?", "ACK", "PING", "EAGER", "RTS", "CTS", "DATA", "CANCEL", "REVOKE", "FIN", "PUT", "GET", "NAK", "MORE"}
 
 func (t pktType) String() string {
 	if int(t) < len(typeNames) && t != 0 {
@@ -88,6 +94,7 @@ const (
 	rtsLen      = reliableLen + 8 + 8 + 8     // msgID, tag, total
 	ctsLen      = reliableLen + 8 + 8 + 8     // msgID, recvID, accept
 	dataHdrLen  = reliableLen + 8 + 8         // recvID, offset
+	moreHdrLen  = reliableLen + 8 + 8         // msgID, offset
 	msgIDPktLen = reliableLen + 8             // CANCEL, REVOKE, FIN
 	putHdrLen   = reliableLen + 5*8           // msgID, region, secret, offset, length
 	getLen      = reliableLen + 6*8           // msgID, recvID, region, secret, offset, length
@@ -149,10 +156,10 @@ type header struct {
 	DstInc  uint32
 	PSN     uint32 // reliable types
 
-	MsgID  uint64 // EAGER, RTS, CTS, CANCEL, REVOKE, FIN
+	MsgID  uint64 // EAGER, MORE, RTS, CTS, CANCEL, REVOKE, FIN
 	Tag    uint64 // EAGER, RTS
 	Total  uint64 // EAGER (< 2^32), RTS: message length
-	Offset uint64 // EAGER (< 2^32), DATA: payload's offset in the message
+	Offset uint64 // EAGER (< 2^32), MORE (0 < Offset < MaxEagerLimit), DATA: payload's offset in the message
 	RecvID uint64 // CTS, DATA: the receiver's handle for a matched receive
 	Accept uint64 // CTS: bytes the receiver accepts (<= Total of the RTS)
 
@@ -202,6 +209,8 @@ func (h *header) baseLen() int {
 		return ctsLen
 	case typeData:
 		return dataHdrLen
+	case typeMore:
+		return moreHdrLen
 	case typeCancel, typeRevoke, typeFin:
 		return msgIDPktLen
 	case typePut:
@@ -262,6 +271,9 @@ func (h *header) AppendTo(b []byte) []byte {
 		b = be.AppendUint64(b, h.Accept)
 	case typeData:
 		b = be.AppendUint64(b, h.RecvID)
+		b = be.AppendUint64(b, h.Offset)
+	case typeMore:
+		b = be.AppendUint64(b, h.MsgID)
 		b = be.AppendUint64(b, h.Offset)
 	case typeCancel, typeRevoke, typeFin:
 		b = be.AppendUint64(b, h.MsgID)
@@ -402,6 +414,17 @@ func (h *header) parse(p []byte) (payload []byte, err error) {
 		h.Offset = be.Uint64(q[8:])
 		payload = p[n:]
 		if h.Offset > maxRMA || uint64(len(payload)) > maxRMA-h.Offset {
+			return nil, errFragment
+		}
+		return payload, nil
+	case typeMore:
+		h.MsgID = be.Uint64(q)
+		h.Offset = be.Uint64(q[8:])
+		payload = p[n:]
+		// The first fragment is an EAGER (it carries the tag and the
+		// length); a MORE continues it. (An empty payload parses: the
+		// clear header of a placed MORE is parsed without its payload.)
+		if h.Offset == 0 || h.Offset >= MaxEagerLimit || uint64(len(payload)) > MaxEagerLimit-h.Offset {
 			return nil, errFragment
 		}
 		return payload, nil

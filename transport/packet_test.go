@@ -37,6 +37,9 @@ func samplePackets() []header {
 		{Type: typeGet, DstRank: 1, DstInc: 2, PSN: 19, MsgID: 83, RecvID: 9, Region: 4, Secret: 2, Offset: 7, Length: maxRMA},
 		{Type: typeNak, Flags: flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 20, CumAck: 44, Wnd: 10, MsgID: 84, Code: nakBounds},
 		{Type: typeNak, DstRank: 1, DstInc: 2, PSN: 21, MsgID: 85, Code: nakMax},
+		{Type: typeMore, DstRank: 1, DstInc: 2, PSN: 22, MsgID: 79, Offset: 1400},
+		{Type: typeMore, Flags: flagAckLazy | flagPiggyAck, DstRank: 1, DstInc: 2, PSN: 23, CumAck: 45, Wnd: 11, MsgID: 79, Offset: MaxEagerLimit - 3},
+		{Type: typeMore, Flags: flagAckNow, DstRank: 1, DstInc: 2, PSN: 24, MsgID: 79, Offset: 1},
 	}
 }
 
@@ -47,7 +50,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 			t.Fatalf("%v: encoded %d bytes, Len %d", h.Type, len(b), h.Len())
 		}
 		var payload []byte
-		if h.Type == typeEager || h.Type == typeData || h.Type == typePut && h.Length == 3 {
+		if h.Type == typeEager || h.Type == typeMore || h.Type == typeData || h.Type == typePut && h.Length == 3 {
 			payload = []byte("abc")
 			b = append(b, payload...)
 		}
@@ -82,6 +85,9 @@ func TestHeaderRejects(t *testing.T) {
 	put := (&header{Type: typePut, DstRank: 1, MsgID: 1, Region: 1, Length: 3}).AppendTo(nil)
 	get := (&header{Type: typeGet, DstRank: 1, MsgID: 1, Region: 1, Length: 3}).AppendTo(nil)
 	nak := (&header{Type: typeNak, DstRank: 1, MsgID: 1, Code: nakDenied}).AppendTo(nil)
+	more := func(off uint64, payload int) []byte {
+		return append((&header{Type: typeMore, DstRank: 1, MsgID: 1, Offset: off}).AppendTo(nil), make([]byte, payload)...)
+	}
 	with := func(b []byte, f func(b []byte)) []byte { b = bytes.Clone(b); f(b); return b }
 	cases := map[string]struct {
 		b   []byte
@@ -119,6 +125,11 @@ func TestHeaderRejects(t *testing.T) {
 		"nakCode0":     {with(nak, func(b []byte) { b[27] = 0 }), errNakCode},
 		"nakCodeBig":   {with(nak, func(b []byte) { b[27] = nakMax + 1 }), errNakCode},
 		"nakCodeHigh":  {with(nak, func(b []byte) { b[24] = 1 }), errNakCode},
+		"moreAt0":      {more(0, 3), errFragment},
+		"moreOver":     {more(MaxEagerLimit-2, 3), errFragment},
+		"moreAtLimit":  {more(MaxEagerLimit, 1), errFragment},
+		"moreHuge":     {more(1<<63, 1), errFragment},
+		"moreShort":    {more(5, 0)[:moreHdrLen-1], errShort},
 	}
 	for name, c := range cases {
 		var h header

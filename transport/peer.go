@@ -379,7 +379,14 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 				break
 			}
 			n := min(len(op.buf)-op.off, ep.fragEager)
-			h.Type, h.MsgID, h.Tag, h.Total, h.Offset = typeEager, op.msgID, op.tag, uint64(len(op.buf)), uint64(op.off)
+			if op.off == 0 {
+				h.Type, h.MsgID, h.Tag, h.Total = typeEager, op.msgID, op.tag, uint64(len(op.buf))
+			} else {
+				// The fragments after the first (which carries the tag
+				// and the length) need only the message and the offset:
+				// MORE, whose header can go in clear (below).
+				h.Type, h.MsgID, h.Offset = typeMore, op.msgID, uint64(op.off)
+			}
 			payload = op.buf[op.off : op.off+n]
 			op.off += n
 			op.started = true
@@ -422,11 +429,13 @@ func (ep *Endpoint) buildNext(p *peer, now int64) *pbuf {
 	ep.piggyback(p, &h)
 	b := getPbuf(ep.pktPool)
 	b.b = h.AppendTo(b.b[:ep.codec.pre])
-	if h.Type == typeData && op.kind == opMsg && ep.codec.sealer != nil {
-		// Rendezvous DATA of a Send: the transport header goes in clear
-		// (authenticated) and the pump seals the payload straight from
-		// the caller's buffer, so that it is not copied into the packet
-		// first; op cannot complete while that is pending (inSeal).
+	if (h.Type == typeData || h.Type == typeMore) && op.kind == opMsg && ep.codec.sealer != nil {
+		// Rendezvous DATA or an eager MORE fragment of a Send: the
+		// transport header goes in clear (authenticated) and the pump
+		// seals the payload straight from the caller's buffer, so that
+		// it is not copied into the packet first; op cannot complete
+		// while that is pending (inSeal; with Config.LocalCompletion,
+		// completeLocally's finishSend waits for it too).
 		b.src, b.clear, b.op = payload, len(b.b)-ep.codec.pre, op
 		op.inSeal++
 	} else {
@@ -924,7 +933,7 @@ func (ep *Endpoint) retryRefused() {
 // returns false if the packet must be refused (unexpected pool full).
 func (ep *Endpoint) deliver(p *peer, h *header, payload []byte) bool {
 	switch h.Type {
-	case typeEager:
+	case typeEager, typeMore:
 		return ep.onEager(p, h, payload)
 	case typeRTS:
 		return ep.onRTS(p, h)

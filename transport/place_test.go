@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -11,17 +12,22 @@ import (
 	"github.com/sealring/sealring/transport/wire"
 )
 
-// forgingWire sends, before each rendezvous DATA packet (clear transport
-// header), forgeries of it: packets with the layout and the sender's ID
-// but that do not authenticate, naming (a) the same PSN and range, (b) the
-// next PSN and the range of the packet before it (already delivered), and
-// (c) the next PSN and the next range (not yet arrived).
+// forgingWire sends, before each rendezvous DATA or eager MORE packet
+// (clear transport header), forgeries of it: packets with the layout and
+// the sender's ID but that do not authenticate, naming (a) the same PSN
+// and range, (b) the next PSN and the range of the packet before it
+// (already delivered), and (c) the next PSN and the next range (not yet
+// arrived). It also counts the packets it saw with a clear part and how
+// many of them were not DATA or MORE.
 type forgingWire struct {
 	wire.Wire
-	pre    int
-	mu     sync.Mutex
-	prev   map[uint64]uint64 // RecvID -> offset of the previous DATA
-	forged int
+	pre        int
+	mu         sync.Mutex
+	prev       map[uint64]uint64 // RecvID (DATA), 1<<63 | MsgID (MORE) -> offset of the previous packet
+	forged     int
+	clear      map[pktType]int // packets seen with a clear transport header, by type
+	clearOther int             // of those, neither DATA nor MORE (or unparseable)
+	countOnly  bool            // count, do not forge
 }
 
 func (f *forgingWire) WriteBatch(msgs []wire.Message) (int, error) {
@@ -42,14 +48,27 @@ func (f *forgingWire) forge(m wire.Message) []wire.Message {
 	}
 	end := hl + int(sh.COffset)*4
 	var h header
-	if _, err := h.parse(m.Buf[hl:end]); err != nil || h.Type != typeData {
+	_, err = h.parse(m.Buf[hl:end])
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil || h.Type != typeData && h.Type != typeMore {
+		f.clearOther++
+		return nil
+	}
+	if f.clear == nil {
+		f.clear = map[pktType]int{}
+	}
+	f.clear[h.Type]++
+	if f.countOnly {
 		return nil
 	}
 	n := uint64(len(m.Buf) - end - secure.TagSize)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	prev, hasPrev := f.prev[h.RecvID]
-	f.prev[h.RecvID] = h.Offset
+	key := h.RecvID
+	if h.Type == typeMore {
+		key = 1<<63 | h.MsgID
+	}
+	prev, hasPrev := f.prev[key]
+	f.prev[key] = h.Offset
 	build := func(psn uint32, off uint64) wire.Message {
 		g := h
 		g.PSN, g.Offset = psn, off
@@ -193,5 +212,92 @@ func TestPlacedGet(t *testing.T) {
 			}
 			t.Logf("placed %d, auth failures %d", st.Placed, st.AuthFailures)
 		})
+	}
+}
+
+// TestPlacedEager: the fragments after the first of an eager message (MORE,
+// header in clear) are decrypted straight into the posted receive buffer,
+// the shadow copy of a truncating receive, or the unexpected message's
+// buffer (Stats.Placed); the first fragment, which carries the tag and the
+// length, is never in clear; messages arrive intact; forged MORE packets
+// aimed at delivered or pending ranges, arriving before the genuine ones,
+// are counted as authentication failures and change nothing delivered.
+func TestPlacedEager(t *testing.T) {
+	for _, kind := range []string{"mem", "udp"} {
+		for _, forge := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/forged=%v", kind, forge), func(t *testing.T) {
+				var fw *forgingWire
+				c := newCluster(t, kind, 2, nil, func(rank int, w wire.Wire) wire.Wire {
+					if rank == 0 {
+						fw = &forgingWire{Wire: w, prev: map[uint64]uint64{}, countOnly: !forge}
+						return fw
+					}
+					return w
+				})
+				s, r := c.eps[0], c.eps[1]
+				ctx := ctxT(t)
+				frag := s.EagerFragment()
+				sizes := []int{frag + 1, 3*frag + 7, 1 << 16, DefaultEagerLimit}
+				for i, size := range sizes {
+					for _, mode := range []string{"posted", "truncating", "unexpected"} {
+						tag := uint64(10*i) + map[string]uint64{"posted": 0, "truncating": 1, "unexpected": 2}[mode]
+						msg := pattern(size, 0, tag, i)
+						want := size
+						buf := make([]byte, size)
+						if mode == "truncating" {
+							want, buf = size-frag/2, make([]byte, size-frag/2)
+						}
+						var rq *Request
+						if mode != "unexpected" {
+							rq = r.RecvAsync(ctx, 0, tag, ^uint64(0), buf)
+						}
+						if err := s.Send(ctx, 1, tag, msg); err != nil {
+							t.Fatal(err)
+						}
+						if mode == "unexpected" {
+							rq = r.RecvAsync(ctx, 0, tag, ^uint64(0), buf)
+						}
+						st, err := rq.Wait(ctx)
+						if mode == "truncating" {
+							if !errors.Is(err, ErrTruncated) || st.Len != size {
+								t.Fatalf("%d bytes, %s: Recv = %+v, %v", size, mode, st, err)
+							}
+						} else if err != nil || st.Len != size {
+							t.Fatalf("%d bytes, %s: Recv = %+v, %v", size, mode, st, err)
+						}
+						if !bytes.Equal(buf, msg[:want]) {
+							t.Fatalf("%d bytes, %s: received data differs", size, mode)
+						}
+					}
+				}
+				rs := r.Stats()
+				fw.mu.Lock()
+				clearMore, clearOther, forged := fw.clear[typeMore], fw.clearOther, fw.forged
+				fw.mu.Unlock()
+				t.Logf("placed %d, MORE sent %d, auth failures %d, malformed %d", rs.Placed, clearMore, rs.AuthFailures, rs.Malformed)
+				if clearMore == 0 || clearOther != 0 {
+					t.Fatalf("clear packets sent: MORE %d, other %d", clearMore, clearOther)
+				}
+				if kind == "mem" && !forge && rs.Placed != uint64(clearMore) {
+					// In order and nothing lost (the forgeries can make the
+					// memory wire drop and the sender retransmit): every
+					// MORE lands in place.
+					t.Fatalf("%d MORE packets, %d placed", clearMore, rs.Placed)
+				}
+				if rs.Placed == 0 {
+					t.Fatal("no MORE packet was placed")
+				}
+				if forge {
+					if kind == "mem" && rs.AuthFailures != uint64(forged) {
+						t.Fatalf("%d forged packets sent, %d authentication failures counted", forged, rs.AuthFailures)
+					}
+					if rs.AuthFailures == 0 {
+						t.Fatal("no forged packet was counted")
+					}
+				} else if rs.AuthFailures != 0 || rs.Malformed != 0 {
+					t.Fatalf("stats %+v", rs)
+				}
+			})
+		}
 	}
 }
