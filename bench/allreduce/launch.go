@@ -36,7 +36,8 @@ func launchLocal(ctx context.Context, o options, args []string) error {
 	}
 	// The ranks resolve nothing themselves: -busypoll auto was decided
 	// here, where np is known (a later flag wins).
-	child = append(child, "-busypoll="+o.busyPoll.String(), "-busypoll-bulk="+strconv.FormatBool(o.pollBulk))
+	child = append(child, "-busypoll="+o.busyPoll.String(), "-busypoll-bulk="+strconv.FormatBool(o.pollBulk),
+		"-busypoll-yield="+strconv.FormatBool(o.pollYield))
 	stdout := &rankZeroWriter{w: os.Stdout}
 	err = launch.Run(ctx, launch.Config{
 		N:       o.np,

@@ -61,6 +61,7 @@ type options struct {
 	segment   int64
 	busyPoll  time.Duration
 	pollBulk  bool
+	pollYield bool
 	depth     int
 	window    int
 	eager     int
@@ -107,6 +108,8 @@ func run(args []string) error {
 	fs.StringVar(&busyS, "busypoll", "auto", "UDP wire BusyPoll: poll an idle socket this long before sleeping, e.g. 50us; 0: off; auto: "+defaultBusyPoll.String()+" when every local rank has a core of its own, "+sharedBusyPoll.String()+" (latency-bound phases only) when ranks outnumber cores, off when the local rank count is unknown")
 	var bulkS string
 	fs.StringVar(&bulkS, "busypoll-bulk", "auto", "UDP wire BusyPollBulk: keep polling while bulk receives are pending: true, false, or auto (true when every local rank has a core)")
+	var yieldS string
+	fs.StringVar(&yieldS, "busypoll-yield", "auto", "UDP wire BusyPollYield: the poller also yields the CPU to other processes: true, false, or auto (true when ranks outnumber cores or the local rank count is unknown)")
 	fs.IntVar(&o.window, "window", 0, "transport Config.Window: unacknowledged packets per peer (0: the default)")
 	fs.IntVar(&o.eager, "eager", 0, "transport Config.EagerLimit in bytes: larger messages use the RTS/CTS rendezvous (0: the default, 128 KiB)")
 	fs.IntVar(&o.xchgEager, "exchange-eager", 0, "collectives Tuning.ExchangeEagerBytes: exchange sends (RD, Rabenseifner steps) up to this skip the rendezvous (0: the default, 1 MiB; -1: never)")
@@ -138,6 +141,11 @@ func run(args []string) error {
 		o.pollBulk = ownCores(o.np)
 	} else if o.pollBulk, err = strconv.ParseBool(bulkS); err != nil {
 		return fmt.Errorf("-busypoll-bulk: %w", err)
+	}
+	if yieldS == "auto" {
+		o.pollYield = !ownCores(o.np)
+	} else if o.pollYield, err = strconv.ParseBool(yieldS); err != nil {
+		return fmt.Errorf("-busypoll-yield: %w", err)
 	}
 	if o.depth < 0 || o.window < 0 || o.eager < 0 {
 		return fmt.Errorf("-depth, -window and -eager must not be negative")

@@ -122,7 +122,7 @@ func runRankFromEnv(ctx context.Context, o options) error {
 		// secret JoinFromEnv uses); its datagram size is QUIC's own.
 		w, err = quicwire.ListenFromEnv(laddr, quicwire.Config{})
 	} else {
-		w, err = wire.ListenUDP("udp", laddr, wire.UDPConfig{MaxPayload: loopbackPayload(o.maxPay, laddr), BusyPoll: o.busyPoll, BusyPollBulk: o.pollBulk})
+		w, err = wire.ListenUDP("udp", laddr, wire.UDPConfig{MaxPayload: loopbackPayload(o.maxPay, laddr), BusyPoll: o.busyPoll, BusyPollBulk: o.pollBulk, BusyPollYield: o.pollYield})
 	}
 	if err != nil {
 		return err
@@ -323,8 +323,8 @@ func benchType[T collectives.Elem](ctx context.Context, o options, rt *rankRT, o
 		want = make([]T, maxCount)
 	}
 	if !o.jsonOut {
-		fmt.Fprintf(out, "# sealring allreduce: %d ranks, wire %s, crypto %s, algo %s, dtype %s, op %s, busypoll %v (through bulk phases: %v)\n",
-			n, o.wire, cryptoName, algoName(o.algo), o.dtype, o.op, o.busyPoll, o.pollBulk)
+		fmt.Fprintf(out, "# sealring allreduce: %d ranks, wire %s, crypto %s, algo %s, dtype %s, op %s, busypoll %v (through bulk phases: %v, yielding the CPU: %v)\n",
+			n, o.wire, cryptoName, algoName(o.algo), o.dtype, o.op, o.busyPoll, o.pollBulk, o.pollYield)
 		fmt.Fprintf(out, "#\n# %10s %12s %9s %6s %12s %8s %8s %7s\n", "size", "count", "type", "redop", "time", "algbw", "busbw", "#wrong")
 		fmt.Fprintf(out, "# %10s %12s %9s %6s %12s %8s %8s %7s\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)", "(GB/s)", "")
 	}

@@ -34,9 +34,14 @@
 // defaults 8, 16, 64, 256, 1 Ki, ..., 1 Mi, 4 Mi, 16 Mi, 64 Mi.
 //
 // sealring's datagrams are 8192 bytes by default here (loopback's MTU is
-// 64 KiB); -maxpayload 1452 gives the size used on real networks. Sends
-// complete on the peer's ACK (the transport's default); -local-completion
-// measures Config.LocalCompletion. Both peers always run in this process
+// 64 KiB); -maxpayload 1452 gives the size used on real networks. The
+// sealring rows run as bench/allreduce does by default: eager sends
+// complete locally (Config.LocalCompletion: once copied for
+// retransmission, the contract of TCP's Write, which returns once the
+// kernel holds the bytes; -local-completion=false makes Send wait for the
+// peer's ACK, the transport's default), and the UDP wire busy-polls an
+// idle socket for 50 µs when the host has a core per endpoint (-busypoll;
+// TCP's reader sleeps in the netpoller). Both peers always run in this process
 // (there is no -proc mode): bench/allreduce -np 2 is the two-process
 // measurement.
 package main
@@ -54,6 +59,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -106,11 +112,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.pingIters, "pp", 2000, "ping-pong round trips (0: skip the latency table)")
 	fs.StringVar(&o.wire, "wire", "udp", "sealring's datagram wire: udp (real sockets on 127.0.0.1), quic (QUIC datagrams on 127.0.0.1) or mem")
 	fs.IntVar(&o.maxPayload, "maxpayload", wire.LoopbackMaxPayload, "sealring wire MaxPayload in bytes (0: the wire default for real networks, 1452; loopback allows up to 65507)")
-	fs.DurationVar(&o.busyPoll, "busypoll", 0, "sealring UDP wire BusyPoll: poll an idle socket this long before sleeping (0: off)")
+	fs.DurationVar(&o.busyPoll, "busypoll", defaultBusyPoll(), "sealring UDP wire BusyPoll: poll an idle socket this long before sleeping (0: off; the default is bench/allreduce's when every rank has a core)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per result instead of the tables")
 	fs.StringVar(&rows, "rows", "sealed,insecure,tcp", "rows to measure (tcp is needed for the ratios)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
-	fs.BoolVar(&o.localComp, "local-completion", false, "sealring Config.LocalCompletion: eager sends complete once copied for retransmission, not on the peer's ACK")
+	fs.BoolVar(&o.localComp, "local-completion", true, "sealring Config.LocalCompletion: eager sends complete once copied for retransmission (TCP Write's contract, bench/allreduce's default); false: on the peer's ACK")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measurements to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -319,8 +325,18 @@ func (o options) describe() string {
 	case "quic":
 		w, mp = "quic (two endpoints in one process, QUIC datagrams on 127.0.0.1, job-CA mutual TLS)", quicwire.DefaultPacketSize-42
 	}
-	return fmt.Sprintf("wire %s, MaxPayload %d, crypto %s, window %d, local completion %v; tcp: net.TCPConn on 127.0.0.1, TCP_NODELAY",
-		w, mp, secure.CryptoPath(), o.window, o.localComp)
+	return fmt.Sprintf("wire %s, MaxPayload %d, crypto %s, window %d, local completion %v, busy poll %v; tcp: net.TCPConn on 127.0.0.1, TCP_NODELAY",
+		w, mp, secure.CryptoPath(), o.window, o.localComp, o.busyPoll)
+}
+
+// defaultBusyPoll is -busypoll's default: 50 µs, bench/allreduce's window
+// when every rank has a core, if the host has a core for each endpoint's
+// receive goroutine; else off.
+func defaultBusyPoll() time.Duration {
+	if runtime.NumCPU() >= 2 {
+		return 50 * time.Microsecond
+	}
+	return 0
 }
 
 func measure(ctx context.Context, o options, progress io.Writer) (Results, error) {

@@ -38,9 +38,9 @@ type UDPConfig struct {
 	DisableMMsg bool
 
 	// BusyPoll is how long ReadBatch keeps polling an empty socket,
-	// yielding the processor (to other goroutines, then with sched_yield
-	// to other processes) between tries, before it sleeps in the
-	// netpoller (Linux, recvmmsg path). It removes the wake-up from the
+	// yielding the processor to other goroutines (and, with
+	// BusyPollYield, to other processes) between tries, before it sleeps
+	// in the netpoller (Linux, recvmmsg path). It removes the wake-up from the
 	// latency of a message that arrives within the window, as the polling
 	// progress engines of MPI libraries do, at the cost of keeping a core
 	// busy while waiting. It polls only while traffic is sparse (the last
@@ -54,6 +54,14 @@ type UDPConfig struct {
 	// BusyPollBulk keeps BusyPoll on through bulk phases (AllowBusyPoll
 	// is ignored): measured better when every rank has a core of its own.
 	BusyPollBulk bool
+	// BusyPollYield makes the poller also give up the CPU to other
+	// processes (sched_yield) between tries. Ranks that share cores need
+	// it: the peer whose message is awaited may need this core (4 ranks
+	// on 2 cores measured several times the 8-byte allreduce latency
+	// without it). Where every rank has a core it only costs a system
+	// call per try and delays the pick-up (docs/performance.md §7,
+	// "Session 14"), so it is off by default.
+	BusyPollYield bool
 }
 
 // Features reports what a UDP wire is using.
@@ -98,6 +106,7 @@ type UDP struct {
 	busyPoll     time.Duration
 	noPoll       atomic.Bool // AllowBusyPoll(false)
 	busyPollBulk bool
+	pollYield    bool // BusyPollYield
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -167,6 +176,7 @@ func ListenUDP(network string, laddr netip.AddrPort, cfg UDPConfig) (*UDP, error
 		batchSize:    cfg.BatchSize,
 		busyPoll:     max(cfg.BusyPoll, 0),
 		busyPollBulk: cfg.BusyPollBulk,
+		pollYield:    cfg.BusyPollYield,
 	}
 	if err := u.open(&cfg); err != nil {
 		conn.Close()

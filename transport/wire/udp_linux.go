@@ -573,11 +573,13 @@ func (r *recvState) poll() bool {
 		return false
 	}
 	u.busyPolls.Add(1)
-	// Yield to this process's other goroutines, then to other processes
-	// (a peer rank sharing the core runs sooner, as with MPI's
-	// yield-when-idle).
+	// Yield to this process's other goroutines, and with BusyPollYield
+	// to other processes (a peer rank sharing the core runs sooner, as
+	// with MPI's yield-when-idle).
 	runtime.Gosched()
-	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) // raw: see doWrite
+	if u.pollYield {
+		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) // raw: see doWrite
+	}
 	return true
 }
 

@@ -5,6 +5,7 @@ package wire_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -156,8 +157,15 @@ func TestUDPCloseUnblocksWrite(t *testing.T) {
 
 // TestUDPBusyPoll: with BusyPoll a reader polls while traffic is sparse
 // (one small datagram per read), never after a streaming batch, still
-// receives what arrives, and Close ends a polling read at once.
+// receives what arrives, and Close ends a polling read at once; with and
+// without BusyPollYield.
 func TestUDPBusyPoll(t *testing.T) {
+	for _, yield := range []bool{false, true} {
+		t.Run(fmt.Sprintf("yield=%v", yield), func(t *testing.T) { testUDPBusyPoll(t, yield) })
+	}
+}
+
+func testUDPBusyPoll(t *testing.T, yield bool) {
 	before := runtime.NumGoroutine()
 	lo := netip.MustParseAddrPort("127.0.0.1:0")
 	tx, err := wire.ListenUDP("udp4", lo, wire.UDPConfig{MaxPayload: 8192})
@@ -165,7 +173,7 @@ func TestUDPBusyPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Close()
-	rx, err := wire.ListenUDP("udp4", lo, wire.UDPConfig{MaxPayload: 8192, BusyPoll: time.Hour})
+	rx, err := wire.ListenUDP("udp4", lo, wire.UDPConfig{MaxPayload: 8192, BusyPoll: time.Hour, BusyPollYield: yield})
 	if err != nil {
 		t.Fatal(err)
 	}
