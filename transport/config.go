@@ -101,9 +101,12 @@ type Config struct {
 	// are pending, the sender asked for an immediate one, or the receiver
 	// has drained its socket and holds a packet whose sender did not mark
 	// its ACK lazy, see LocalCompletion; an outgoing packet to that peer
-	// carries the ACK anyway). 0 means DefaultAckDelay (100 µs). Keep it
-	// well below MinRTO: a sender retransmits what stays unacknowledged
-	// for an RTO.
+	// carries the ACK anyway). An immediate ACK owed by a batch that woke
+	// goroutines waits for them: for a packet of theirs to the peer to
+	// carry it, or for one of them to block in the endpoint, at most
+	// AckDelay (docs/protocol.md §8.3, "Held ACK"). 0 means
+	// DefaultAckDelay (100 µs). Keep it well below MinRTO: a sender
+	// retransmits what stays unacknowledged for an RTO.
 	AckDelay time.Duration
 
 	// LocalCompletion completes an eager Send (or SendAsync) as soon as

@@ -36,8 +36,13 @@ type Endpoint struct {
 	pender    wire.InputPender // nil if the wire cannot tell
 	// rxHeld is set while the receive goroutine holds datagrams it read
 	// and has not finished handling (deferRTO).
-	rxHeld   atomic.Bool
-	bigRecvs int // pending receives larger than pollMaxRecv (under mu)
+	rxHeld atomic.Bool
+	// ackHeld mirrors nHeld != 0: some peer's immediate ACK is held for a
+	// goroutine the receive goroutine just woke (holdAck). A goroutine
+	// about to block in the endpoint checks it without the lock.
+	ackHeld  atomic.Bool
+	flushCtl sync.Pool // *ctrlBatch for flushHeld
+	bigRecvs int       // pending receives larger than pollMaxRecv (under mu)
 	pktPool  *sync.Pool
 	epoch    time.Time // monotonic base for nanotime
 
@@ -58,6 +63,7 @@ type Endpoint struct {
 	nRefused   int         // peers holding a refused packet
 	retryDue   bool        // the pool shrank while packets were refused: txLoop retries them
 	completed  uint64      // operations completed (finishSend, finishRecv*)
+	nHeld      int         // peers whose ACK is held (peer.ackHeld)
 	watches    []*ctxWatch // contexts whose end cancels requests (watch.go)
 	// settled, while a Shutdown waits, is closed (and cleared) when the
 	// send side may have gone quiet (wakeShutdown: an ACK that empties a
@@ -566,7 +572,14 @@ func (ep *Endpoint) rxLoop() {
 			}
 		}
 		ep.rxHeld.Store(false) // the batch is handled (deferRTO)
-		if ep.completed != completed || n < len(msgs) && ep.ackOwed() {
+		idle := n < len(msgs)
+		if ep.completed != completed {
+			// Before the woken goroutines can run: see holdAck.
+			for _, p := range ep.peerList {
+				ep.holdAck(p, idle, now)
+			}
+		}
+		if ep.completed != completed || idle && ep.ackOwed() {
 			// The batch completed operations (goroutines were just made
 			// runnable), or ACKs are owed and the socket is drained (a
 			// goroutine an earlier batch made runnable may not have run
@@ -600,14 +613,17 @@ func (ep *Endpoint) rxLoop() {
 		// receiver is about to idle, so it acknowledges everything now
 		// instead of after AckDelay (a delayed ACK only helps while more
 		// packets are queued behind this batch).
-		idle := n < len(msgs)
 		ctl.reset()
 		work = work[:0]
 		kick = false // decided per peer below, from what it has to send
 		for _, p := range ep.peerList {
-			if idle && p.ackIdle {
+			switch {
+			case p.ackHeld:
+				// Held for a woken goroutine (holdAck; its deadline is
+				// armed).
+			case idle && p.ackIdle:
 				p.ackNow = true
-			} else if p.ackDue != 0 && !p.ackNow {
+			case p.ackDue != 0 && !p.ackNow:
 				ep.armAt(p.ackDue)
 			}
 			if p.ackNow || p.pingNow {
@@ -642,6 +658,75 @@ func (ep *Endpoint) rxLoop() {
 			ep.kickTx()
 		}
 	}
+}
+
+// holdAck decides, for a batch that completed operations, whether p's
+// immediate ACK (owed for an ACK-NOW packet, or because the socket drained
+// with p's packets unacknowledged) waits for the goroutines the batch woke.
+// With more than one processor the rx goroutine's yield does not make it
+// wait for them: it resumes on another processor at once and would send
+// the ACK standalone, just before a woken goroutine answers the peer with
+// a packet that carries it (and the two then contend for the lock and the
+// socket: 15.5 against 12.6 µs per blocking ping-pong round trip,
+// docs/performance.md §7, "Session 14"). A held ACK goes out on the next
+// packet to p (piggyback), or when a goroutine blocks in the endpoint
+// (flushHeld: a woken receiver that posts its next receive instead of
+// answering), or at AckDelay (tick) if none does. Only a small owed ACK
+// is held: a cumulative one, with nothing out of order, no echo or
+// duplicate to report, fewer than 4 packets pending (a streaming sender's
+// ACKs are never held). It reports whether it held the ACK. Under ep.mu.
+func (ep *Endpoint) holdAck(p *peer, idle bool, now int64) bool {
+	if !(p.ackNow || idle && p.ackIdle) || p.ackPending >= 4 || p.echoNow || p.dupSeen || p.refused || p.rcvNxt != p.rxMax || !p.incKnown {
+		return false
+	}
+	p.ackNow = false
+	if !p.ackHeld {
+		p.ackHeld = true
+		ep.nHeld++
+		ep.ackHeld.Store(true)
+	}
+	if p.ackDue == 0 {
+		p.ackDue = now + int64(ep.cfg.AckDelay)
+	}
+	ep.armAt(p.ackDue)
+	return true
+}
+
+// unhold forgets p's held ACK (sent, carried, or no longer owed). Under
+// ep.mu.
+func (ep *Endpoint) unhold(p *peer) {
+	if p.ackHeld {
+		p.ackHeld = false
+		ep.nHeld--
+		if ep.nHeld == 0 {
+			ep.ackHeld.Store(false)
+		}
+	}
+}
+
+// flushHeld sends the ACKs held for woken goroutines (holdAck). A
+// goroutine calls it before it blocks in the endpoint: it is not going to
+// answer now, so the peers must not wait for its packet. No lock is held.
+func (ep *Endpoint) flushHeld() {
+	if !ep.ackHeld.Load() {
+		return
+	}
+	c, _ := ep.flushCtl.Get().(*ctrlBatch)
+	if c == nil {
+		c = new(ctrlBatch)
+	}
+	ep.mu.Lock()
+	if !ep.closed {
+		for _, p := range ep.peerList {
+			if p.ackHeld {
+				p.ackNow = true
+				ep.buildAck(p, c) // unholds p
+			}
+		}
+	}
+	ep.mu.Unlock()
+	ep.sendCtrl(c)
+	ep.flushCtl.Put(c)
 }
 
 // What a peer has queued to send (pumpWork).
@@ -1063,6 +1148,7 @@ func (ep *Endpoint) buildAck(p *peer, c *ctrlBatch) {
 	p.ackDue = 0
 	p.ackPending = 0
 	p.ackIdle = false
+	ep.unhold(p)
 	if !p.incKnown {
 		return
 	}

@@ -224,9 +224,14 @@ func (ep *Endpoint) Send(ctx context.Context, peer uint32, tag uint64, buf []byt
 func (ep *Endpoint) waitSend(ctx context.Context, op *sendOp) error {
 	select {
 	case <-op.sig:
-	case <-ctx.Done():
-		ep.cancel(op, nil, ctx.Err())
-		<-op.sig
+	default:
+		ep.flushHeld() // about to block: held ACKs must not wait for us
+		select {
+		case <-op.sig:
+		case <-ctx.Done():
+			ep.cancel(op, nil, ctx.Err())
+			<-op.sig
+		}
 	}
 	err := op.err
 	if err == nil {
@@ -367,9 +372,14 @@ func (ep *Endpoint) Recv(ctx context.Context, peer uint32, tag, tagMask uint64, 
 	}
 	select {
 	case <-r.sig:
-	case <-ctx.Done():
-		ep.cancel(nil, r, ctx.Err())
-		<-r.sig
+	default:
+		ep.flushHeld() // about to block: held ACKs must not wait for us
+		select {
+		case <-r.sig:
+		case <-ctx.Done():
+			ep.cancel(nil, r, ctx.Err())
+			<-r.sig
+		}
 	}
 	st, err := r.status, r.err
 	if err == nil || err == ErrTruncated {

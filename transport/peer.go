@@ -122,6 +122,7 @@ type peer struct {
 	ackDue     int64
 	ackNow     bool
 	ackIdle    bool // a pending packet is acknowledged when the socket drains (it lacked flagAckLazy)
+	ackHeld    bool // an owed ACK waits for a woken goroutine (Endpoint.holdAck)
 	refused    bool // the packet at rcvNxt is held but was refused (pool full)
 
 	// The eager message being received from this peer (fragments of one
@@ -185,6 +186,7 @@ func (ep *Endpoint) initReliability(p *peer) {
 	p.srtt, p.rttvar, p.hasRTT = 0, 0, false
 	p.setRTO(0)
 	p.ackPending, p.ackDue, p.ackNow, p.ackIdle = 0, 0, false, false
+	ep.unhold(p)
 	if p.refused {
 		p.refused = false
 		ep.nRefused--
@@ -488,6 +490,7 @@ func (ep *Endpoint) piggyback(p *peer, h *header) {
 	h.CumAck, h.Wnd = p.rcvNxt, uint32(ep.cfg.Window)
 	if !seqLT(p.rcvNxt, p.rxMax) && !p.echoNow { // a PING's answer goes standalone, with its echo
 		p.ackNow, p.ackPending, p.ackDue, p.ackIdle = false, 0, 0, false
+		ep.unhold(p)
 	}
 }
 

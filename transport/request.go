@@ -55,6 +55,9 @@ func (r *Request) Done() <-chan struct{} {
 	if r.finished.Load() {
 		return closedChan
 	}
+	// The caller is about to wait: ACKs held for it to carry go now
+	// (Endpoint.holdAck).
+	r.ep.flushHeld()
 	r.ep.mu.Lock()
 	defer r.ep.mu.Unlock()
 	if r.finished.Load() { // completion happens under ep.mu
