@@ -222,22 +222,31 @@ func (ep *Endpoint) Send(ctx context.Context, peer uint32, tag uint64, buf []byt
 // Get), cancelling it if ctx ends first, and recycles it if it succeeded
 // (a failed op may still be referenced by a skipped queue entry).
 func (ep *Endpoint) waitSend(ctx context.Context, op *sendOp) error {
-	select {
-	case <-op.sig:
-	default:
-		ep.flushHeld() // about to block: held ACKs must not wait for us
-		select {
-		case <-op.sig:
-		case <-ctx.Done():
-			ep.cancel(op, nil, ctx.Err())
-			<-op.sig
-		}
-	}
+	ep.await(ctx, op.sig, op, nil)
 	err := op.err
 	if err == nil {
 		ep.recycleSend(op)
 	}
 	return err
+}
+
+// await waits for a blocking call's operation (op or r) to signal sig,
+// cancelling it if ctx ends first. Before it blocks it sends the ACKs held
+// for this goroutine to carry (Endpoint.flushHeld): it is not answering
+// now.
+func (ep *Endpoint) await(ctx context.Context, sig chan struct{}, op *sendOp, r *recvOp) {
+	select {
+	case <-sig:
+		return
+	default:
+	}
+	ep.flushHeld()
+	select {
+	case <-sig:
+	case <-ctx.Done():
+		ep.cancel(op, r, ctx.Err())
+		<-sig
+	}
 }
 
 // SendAsync starts a Send and returns its Request. Cancelling ctx cancels
@@ -370,17 +379,7 @@ func (ep *Endpoint) Recv(ctx context.Context, peer uint32, tag, tagMask uint64, 
 	if p != nil {
 		ep.pump(p)
 	}
-	select {
-	case <-r.sig:
-	default:
-		ep.flushHeld() // about to block: held ACKs must not wait for us
-		select {
-		case <-r.sig:
-		case <-ctx.Done():
-			ep.cancel(nil, r, ctx.Err())
-			<-r.sig
-		}
-	}
+	ep.await(ctx, r.sig, nil, r)
 	st, err := r.status, r.err
 	if err == nil || err == ErrTruncated {
 		ep.recycleRecv(r)
