@@ -674,10 +674,10 @@ func (ep *Endpoint) rxLoop() {
 // answering), or at AckDelay (tick) if none does. Only a small owed ACK
 // is held: a cumulative one, with nothing out of order, no echo or
 // duplicate to report, fewer than 4 packets pending (a streaming sender's
-// ACKs are never held). It reports whether it held the ACK. Under ep.mu.
-func (ep *Endpoint) holdAck(p *peer, idle bool, now int64) bool {
+// ACKs are never held). Under ep.mu.
+func (ep *Endpoint) holdAck(p *peer, idle bool, now int64) {
 	if !(p.ackNow || idle && p.ackIdle) || p.ackPending >= 4 || p.echoNow || p.dupSeen || p.refused || p.rcvNxt != p.rxMax || !p.incKnown {
-		return false
+		return
 	}
 	p.ackNow = false
 	if !p.ackHeld {
@@ -689,7 +689,6 @@ func (ep *Endpoint) holdAck(p *peer, idle bool, now int64) bool {
 		p.ackDue = now + int64(ep.cfg.AckDelay)
 	}
 	ep.armAt(p.ackDue)
-	return true
 }
 
 // unhold forgets p's held ACK (sent, carried, or no longer owed). Under
@@ -797,9 +796,9 @@ func (ep *Endpoint) heard(p *peer, t int64) {
 // eager message the peer is sending, in order, see eagerTarget), a fresh
 // PSN and a range of the message that has not arrived, the payload is
 // decrypted straight into the receive buffer, or the unexpected message's
-// buffer (Opener.OpenTo): a forged or damaged packet can then only write, and on
-// failure clear, bytes that have not arrived, which the genuine packet
-// overwrites; delivered bytes are never touched. Otherwise the packet is
+// buffer (Opener.OpenTo): a forged or damaged packet can then only write,
+// and on failure clear, bytes that have not arrived, which the genuine
+// packet overwrites; delivered bytes are never touched. Otherwise the packet is
 // opened in place, as any other. It reports whether the packet opened;
 // it.plain is then the transport packet and it.payload, if placed, the
 // payload in the receive buffer. Under ep.mu.
@@ -823,8 +822,8 @@ func (ep *Endpoint) placeData(it *rxItem) bool {
 	return true
 }
 
-// placeTarget returns where a clear-header DATA or MORE packet's payload belongs
-// in a receive buffer, or nil if it must be opened in place (see
+// placeTarget returns where a clear-header DATA or MORE packet's payload
+// belongs in a receive buffer, or nil if it must be opened in place (see
 // placeData). Nothing it reads is authenticated yet.
 func (ep *Endpoint) placeTarget(it *rxItem) []byte {
 	end := it.hdrLen + it.clearLen
