@@ -107,7 +107,7 @@ func run(args []string) error {
 	var busyS string
 	fs.StringVar(&busyS, "busypoll", "auto", "UDP wire BusyPoll: poll an idle socket this long before sleeping, e.g. 50us; 0: off; auto: "+defaultBusyPoll.String()+" when every local rank has a core of its own, "+sharedBusyPoll.String()+" (latency-bound phases only) when ranks outnumber cores, off when the local rank count is unknown")
 	var bulkS string
-	fs.StringVar(&bulkS, "busypoll-bulk", "auto", "UDP wire BusyPollBulk: keep polling while bulk receives are pending: true, false, or auto (true when every local rank has a core)")
+	fs.StringVar(&bulkS, "busypoll-bulk", "auto", "UDP wire BusyPollBulk: keep polling while bulk receives are pending: true, false, or auto (true; the poller yields when ranks outnumber cores)")
 	var yieldS string
 	fs.StringVar(&yieldS, "busypoll-yield", "auto", "UDP wire BusyPollYield: the poller also yields the CPU to other processes: true, false, or auto (true when ranks outnumber cores or the local rank count is unknown)")
 	fs.IntVar(&o.window, "window", 0, "transport Config.Window: unacknowledged packets per peer (0: the default)")
@@ -138,7 +138,7 @@ func run(args []string) error {
 		return fmt.Errorf("-busypoll: %w", err)
 	}
 	if bulkS == "auto" {
-		o.pollBulk = ownCores(o.np)
+		o.pollBulk = true
 	} else if o.pollBulk, err = strconv.ParseBool(bulkS); err != nil {
 		return fmt.Errorf("-busypoll-bulk: %w", err)
 	}
@@ -237,10 +237,11 @@ func elemSize(dtype string) (int, error) {
 // defaultBusyPoll is -busypoll auto's window when every local rank has a
 // core: 8-byte allreduce on 2 ranks measured 15-19 us with it against 42-61
 // us without (docs/performance.md §7). sharedBusyPoll is its window when
-// ranks outnumber cores: polling then takes the core a peer needs, so it
-// runs only in latency-bound phases (no bulk receive pending: the wire's
-// BusyPollBulk off), where 4 ranks on 2 cores measured 2-3x lower latency
-// up to 512 B and no loss beyond (docs/performance.md §7).
+// ranks outnumber cores, where the poller also yields the CPU between
+// tries (BusyPollYield) so that it does not hold the core a peer needs:
+// 4 ranks on 2 cores measured 2-3x lower latency up to 512 B, and polling
+// through bulk phases too (BusyPollBulk) another 0.89-0.94 of the time
+// from 16 KiB to 4 MiB (docs/performance.md §7, "Session 15").
 const (
 	defaultBusyPoll = 50 * time.Microsecond
 	sharedBusyPoll  = 100 * time.Microsecond

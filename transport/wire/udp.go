@@ -47,12 +47,14 @@ type UDPConfig struct {
 	// read returned a single small datagram), never while streaming, and
 	// not while the wire's user expects bulk traffic (AllowBusyPoll(false):
 	// the transport says so while a receive larger than 8 KiB is pending),
-	// unless BusyPollBulk. With more runnable ranks than cores the poller
-	// takes the core a peer needs, which that rule limits to the latency-
-	// bound phases where polling pays. 0 (the default) never polls.
+	// unless BusyPollBulk. With more runnable ranks than cores a poller
+	// that does not yield (BusyPollYield) takes the core a peer needs,
+	// which that rule limits to the latency-bound phases. 0 (the default)
+	// never polls.
 	BusyPoll time.Duration
 	// BusyPollBulk keeps BusyPoll on through bulk phases (AllowBusyPoll
-	// is ignored): measured better when every rank has a core of its own.
+	// is ignored): measured better when every rank has a core of its own,
+	// and, with BusyPollYield, when ranks outnumber cores.
 	BusyPollBulk bool
 	// BusyPollYield makes the poller also give up the CPU to other
 	// processes (sched_yield) between tries. Ranks that share cores need
