@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -38,6 +39,10 @@ func launchLocal(ctx context.Context, o options, args []string) error {
 	// here, where np is known (a later flag wins).
 	child = append(child, "-busypoll="+o.busyPoll.String(), "-busypoll-bulk="+strconv.FormatBool(o.pollBulk),
 		"-busypoll-yield="+strconv.FormatBool(o.pollYield))
+	if laddr, err := netip.ParseAddrPort(o.addr); err == nil && o.wire == "udp" {
+		// So is -maxpayload 0 on loopback, which depends on np too.
+		child = append(child, "-maxpayload="+strconv.Itoa(loopbackPayload(o.maxPay, o.np, laddr)))
+	}
 	stdout := &rankZeroWriter{w: os.Stdout}
 	err = launch.Run(ctx, launch.Config{
 		N:       o.np,

@@ -113,7 +113,7 @@ func run(args []string) error {
 	fs.IntVar(&o.window, "window", 0, "transport Config.Window: unacknowledged packets per peer (0: the default)")
 	fs.IntVar(&o.eager, "eager", 0, "transport Config.EagerLimit in bytes: larger messages use the RTS/CTS rendezvous (0: the default, 128 KiB)")
 	fs.IntVar(&o.xchgEager, "exchange-eager", 0, "collectives Tuning.ExchangeEagerBytes: exchange sends (RD, Rabenseifner steps) up to this skip the rendezvous (0: the default, 1 MiB; -1: never)")
-	fs.IntVar(&o.maxPay, "maxpayload", 0, "UDP datagram payload in bytes (0: 8192 when -addr is a loopback address, else the wire default 1452; every rank must agree)")
+	fs.IntVar(&o.maxPay, "maxpayload", 0, "UDP datagram payload in bytes (0: on a loopback -addr 8192, or "+strconv.Itoa(sharedLoopbackPayload)+" when ranks outnumber cores; else the wire default 1452; every rank must agree)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -246,6 +246,27 @@ const (
 	defaultBusyPoll = 50 * time.Microsecond
 	sharedBusyPoll  = 100 * time.Microsecond
 )
+
+// sharedLoopbackPayload is -maxpayload 0's datagram payload on loopback
+// when ranks outnumber cores (wire.LoopbackMaxPayload otherwise). There
+// every datagram's system call, headers, seal and acknowledgement compete
+// for the cores with the other ranks' work, and 60 KiB datagrams measured
+// 0.74-0.97 of the time from 64 KiB to 64 MiB on 4 ranks and 2 cores; with a
+// core per rank the smaller datagrams overlap sealing, sending and opening
+// better (60 KiB measured 0.9-1.5 on 2 ranks; docs/performance.md §7,
+// "Session 15").
+const sharedLoopbackPayload = 61440
+
+// sharedCores reports whether ranks outnumber cores on this host (np under
+// the built-in launcher; the external launcher's local size otherwise;
+// false if unknown).
+func sharedCores(np int) bool {
+	local := np
+	if local == 0 {
+		local = localRanksFromEnv()
+	}
+	return local > runtime.NumCPU()
+}
 
 // ownCores reports whether every rank on this host has a core of its own
 // (np under the built-in launcher; the external launcher's local size

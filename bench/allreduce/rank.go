@@ -122,7 +122,7 @@ func runRankFromEnv(ctx context.Context, o options) error {
 		// secret JoinFromEnv uses); its datagram size is QUIC's own.
 		w, err = quicwire.ListenFromEnv(laddr, quicwire.Config{})
 	} else {
-		w, err = wire.ListenUDP("udp", laddr, wire.UDPConfig{MaxPayload: loopbackPayload(o.maxPay, laddr), BusyPoll: o.busyPoll, BusyPollBulk: o.pollBulk, BusyPollYield: o.pollYield})
+		w, err = wire.ListenUDP("udp", laddr, wire.UDPConfig{MaxPayload: loopbackPayload(o.maxPay, o.np, laddr), BusyPoll: o.busyPoll, BusyPollBulk: o.pollBulk, BusyPollYield: o.pollYield})
 	}
 	if err != nil {
 		return err
@@ -181,11 +181,14 @@ func runRankFromEnv(ctx context.Context, o options) error {
 }
 
 // loopbackPayload resolves -maxpayload 0 for a rank listening on laddr.
-func loopbackPayload(maxPay int, laddr netip.AddrPort) int {
-	if maxPay == 0 && laddr.Addr().Unmap().IsLoopback() {
-		return wire.LoopbackMaxPayload
+func loopbackPayload(maxPay, np int, laddr netip.AddrPort) int {
+	if maxPay != 0 || !laddr.Addr().Unmap().IsLoopback() {
+		return maxPay
 	}
-	return maxPay
+	if sharedCores(np) {
+		return sharedLoopbackPayload
+	}
+	return wire.LoopbackMaxPayload
 }
 
 // runInProcess runs o.np ranks as goroutines over the in-memory wire.
