@@ -253,29 +253,27 @@ const (
 // for the cores with the other ranks' work, and 60 KiB datagrams measured
 // 0.74-0.97 of the time from 64 KiB to 64 MiB on 4 ranks and 2 cores; with a
 // core per rank the smaller datagrams overlap sealing, sending and opening
-// better (60 KiB measured 0.9-1.5 on 2 ranks; docs/performance.md §7,
-// "Session 15").
+// better (60000-byte datagrams measured 0.87-1.48 of the time on 2 ranks
+// from 64 KiB to 4 MiB; docs/performance.md §7, "Session 15").
 const sharedLoopbackPayload = 61440
 
-// sharedCores reports whether ranks outnumber cores on this host (np under
-// the built-in launcher; the external launcher's local size otherwise;
-// false if unknown).
-func sharedCores(np int) bool {
-	local := np
-	if local == 0 {
-		local = localRanksFromEnv()
+// localRanks is the number of ranks on this host: np under the built-in
+// launcher, the external launcher's local size otherwise, 0 if unknown.
+func localRanks(np int) int {
+	if np != 0 {
+		return np
 	}
-	return local > runtime.NumCPU()
+	return localRanksFromEnv()
 }
 
+// sharedCores reports whether ranks outnumber cores on this host (false if
+// the rank count is unknown).
+func sharedCores(np int) bool { return localRanks(np) > runtime.NumCPU() }
+
 // ownCores reports whether every rank on this host has a core of its own
-// (np under the built-in launcher; the external launcher's local size
-// otherwise; false if unknown).
+// (false if the rank count is unknown).
 func ownCores(np int) bool {
-	local := np
-	if local == 0 {
-		local = localRanksFromEnv()
-	}
+	local := localRanks(np)
 	return local > 0 && local <= runtime.NumCPU()
 }
 
@@ -296,10 +294,7 @@ func parseBusyPoll(s string, np int) (time.Duration, error) {
 		}
 		return d, nil
 	}
-	local := np
-	if local == 0 {
-		local = localRanksFromEnv()
-	}
+	local := localRanks(np)
 	switch {
 	case local <= 0:
 		return 0, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealring/sealring/transport/wire"
 )
 
 // buildBinary compiles this command once per test run.
@@ -201,6 +204,37 @@ func TestParseBusyPoll(t *testing.T) {
 		got, err := parseBusyPoll(c.s, c.np)
 		if (err != nil) != c.err || got != c.want {
 			t.Errorf("parseBusyPoll(%q, np %d, local size %q) = %v, %v; want %v (error %v)", c.s, c.np, c.env, got, err, c.want, c.err)
+		}
+	}
+}
+
+// TestLoopbackPayload: -maxpayload 0 is 8192 on loopback, 61440 there
+// when the host's ranks outnumber its cores, and the wire default (0)
+// elsewhere; explicit values pass through.
+func TestLoopbackPayload(t *testing.T) {
+	lo := netip.MustParseAddrPort("127.0.0.1:0")
+	lo6 := netip.MustParseAddrPort("[::1]:0")
+	other := netip.MustParseAddrPort("192.0.2.1:0")
+	many := runtime.NumCPU() + 1
+	for _, c := range []struct {
+		maxPay, np int
+		env        string
+		laddr      netip.AddrPort
+		want       int
+	}{
+		{0, 1, "", lo, wire.LoopbackMaxPayload},
+		{0, runtime.NumCPU(), "", lo6, wire.LoopbackMaxPayload},
+		{0, many, "", lo, sharedLoopbackPayload},
+		{0, many, "", lo6, sharedLoopbackPayload},
+		{0, 0, "", lo, wire.LoopbackMaxPayload}, // external launcher that says nothing
+		{0, 0, strconv.Itoa(many), lo, sharedLoopbackPayload},
+		{0, many, "", other, 0},
+		{1452, many, "", lo, 1452},
+		{20000, 1, "", other, 20000},
+	} {
+		t.Setenv("OMPI_COMM_WORLD_LOCAL_SIZE", c.env)
+		if got := loopbackPayload(c.maxPay, c.np, c.laddr); got != c.want {
+			t.Errorf("loopbackPayload(%d, np %d, local size %q, %v) = %d, want %d", c.maxPay, c.np, c.env, c.laddr, got, c.want)
 		}
 	}
 }
